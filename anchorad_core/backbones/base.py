@@ -1,0 +1,128 @@
+"""The one small interface every modality backbone implements.
+
+A backbone turns preprocessed samples of one modality into hidden tokens. It has room for
+*appended tokens*: the anchored round of the method appends the Q-former output ``H_a`` to
+the backbone's own tokens so that they take part in its self-attention (input-level
+interaction). Pooling always sees the appended tokens, so the pooled feature of an anchored
+pass depends on ``H_a``.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import torch
+from torch import nn
+
+from ..modality import Modality
+
+
+@dataclass
+class BackboneOutput:
+    """What a backbone returns.
+
+    Attributes
+    ----------
+    tokens
+        ``(B, N, C)`` the backbone's own output tokens (appended tokens removed).
+    mask
+        ``(B, N)`` bool, ``True`` where ``tokens`` holds a real (non-padding) token.
+    pooled
+        ``(B, C)`` the pooled feature fed to a classification head.
+    extra
+        ``(B, E, C)`` the appended tokens after the encoder, or ``None``.
+    """
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    pooled: torch.Tensor
+    extra: torch.Tensor | None = None
+
+
+class ModalityBackbone(nn.Module, abc.ABC):
+    """Base class of the four backbone families.
+
+    Subclasses set the class attributes, implement :meth:`collate`, :meth:`forward` and
+    :meth:`get_config`, and register themselves with
+    :func:`anchorad_core.backbones.registry.register_backbone`.
+    """
+
+    #: Modality this family encodes.
+    modality: ClassVar[Modality]
+    #: Registry name of the family, stored in bundle configs.
+    family: ClassVar[str]
+
+    #: peft ``target_modules`` for LoRA on the attention projections (a list of module-name
+    #: suffixes or one regular expression matched against full module names).
+    lora_target_modules: "list[str] | str"
+    #: Modules that are not LoRA-wrapped but train in phase 2 (peft ``modules_to_save``).
+    phase2_trainable_modules: list[str] = []
+
+    @property
+    @abc.abstractmethod
+    def width(self) -> int:
+        """Width ``C`` of the output tokens and of the pooled feature."""
+
+    @property
+    def extra_token_width(self) -> int:
+        """Width of tokens that may be appended (``H_a`` is projected to this width)."""
+        return self.width
+
+    @abc.abstractmethod
+    def collate(self, samples: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """Turn preprocessed samples into one batch of tensors (on the CPU).
+
+        Parameters
+        ----------
+        samples
+            sMRI: ``(X, Y, Z)`` float arrays; fMRI: ``(ROI, T)`` float arrays; clinical:
+            note strings; genetics: lists of DNA strings.
+        """
+
+    @abc.abstractmethod
+    def forward(
+        self,
+        batch: dict[str, torch.Tensor],
+        extra_tokens: torch.Tensor | None = None,
+        extra_mask: torch.Tensor | None = None,
+    ) -> BackboneOutput:
+        """Encode a batch; ``extra_tokens`` ``(B, E, extra_token_width)`` are appended.
+
+        ``extra_mask`` ``(B, E)`` bool marks which appended tokens are real: masked ones are
+        never attended to and never pooled.
+        """
+
+    @classmethod
+    @abc.abstractmethod
+    def from_config(
+        cls, config: dict[str, Any], base_dir: "Path | None" = None, load_weights: bool = True
+    ) -> "ModalityBackbone":
+        """Build from :meth:`get_config` output (without ``"family"``).
+
+        Relative paths in ``config`` are resolved against ``base_dir``. With
+        ``load_weights=False`` only the architecture is built (random weights).
+        """
+
+    @abc.abstractmethod
+    def get_config(self) -> dict[str, Any]:
+        """JSON-serialisable constructor arguments, including ``"family"``."""
+
+    def export_files(self, directory: Path) -> dict[str, Any]:
+        """Write files besides the weights that rebuilding needs (tokenizer, HF config...).
+
+        Returns the config entries to update so that they point at the written files
+        (paths relative to ``directory``). The default writes nothing.
+        """
+        return {}
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the first parameter."""
+        return next(self.parameters()).device
+
+
+def batch_to(batch: dict[str, torch.Tensor], device: "torch.device | str") -> dict[str, torch.Tensor]:
+    """Move every tensor of a collated batch to ``device``."""
+    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}

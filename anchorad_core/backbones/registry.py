@@ -1,0 +1,97 @@
+"""Backbone families and presets, chosen by configuration rather than code.
+
+A backbone config is a JSON dict with a ``"family"`` key (one of :func:`families`) and that
+family's constructor arguments. A *preset* is a named config (``brainmvp-uniformer-s``,
+``brainjepa-demo``...). Users plug another model by writing a config, e.g.
+``{"family": "hf-text", "model_path": "/models/medgemma"}``.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import ConfigError
+from .base import ModalityBackbone
+
+_FAMILIES: dict[str, type[ModalityBackbone]] = {}
+_PRESETS: dict[str, dict[str, Any]] = {}
+
+
+def register_backbone(cls: type[ModalityBackbone]) -> type[ModalityBackbone]:
+    """Class decorator: make ``cls`` buildable from configs naming ``cls.family``."""
+    _FAMILIES[cls.family] = cls
+    return cls
+
+
+def register_preset(name: str, config: dict[str, Any], description: str = "") -> None:
+    """Register a named backbone config."""
+    _PRESETS[name] = {"config": dict(config), "description": description}
+
+
+def families() -> dict[str, type[ModalityBackbone]]:
+    """All registered families by name."""
+    _import_families()
+    return dict(_FAMILIES)
+
+
+def presets() -> dict[str, dict[str, Any]]:
+    """All registered presets: name -> ``{"config": ..., "description": ...}``."""
+    _import_families()
+    return copy.deepcopy(_PRESETS)
+
+
+def resolve_config(spec: "str | dict[str, Any]") -> dict[str, Any]:
+    """Turn a preset name or a config dict (possibly ``{"preset": name, **overrides}``) into a config."""
+    _import_families()
+    if isinstance(spec, str):
+        spec = {"preset": spec}
+    spec = dict(spec)
+    name = spec.pop("preset", None)
+    if name is not None:
+        if name not in _PRESETS:
+            raise ConfigError(f"unknown backbone preset {name!r}; known: {', '.join(sorted(_PRESETS))}")
+        base = copy.deepcopy(_PRESETS[name]["config"])
+        base.update(spec)
+        spec = base
+    if spec.get("family") not in _FAMILIES:
+        raise ConfigError(
+            f"unknown backbone family {spec.get('family')!r}; known: {', '.join(sorted(_FAMILIES))}"
+        )
+    return spec
+
+
+def build_backbone(
+    spec: "str | dict[str, Any]", base_dir: "Path | None" = None, load_weights: bool = True
+) -> ModalityBackbone:
+    """Build a backbone from a preset name or config.
+
+    Parameters
+    ----------
+    spec
+        Preset name or config dict.
+    base_dir
+        Folder that relative paths in the config (model folders, gradient files) refer to.
+    load_weights
+        Load pretrained weights named in the config (``model_path``, ``checkpoint``); when
+        ``False`` only the architecture is built (a bundle then loads its own weights).
+    """
+    config = resolve_config(spec)
+    cls = _FAMILIES[config["family"]]
+    kwargs = {k: v for k, v in config.items() if k != "family"}
+    return cls.from_config(kwargs, base_dir=base_dir, load_weights=load_weights)  # type: ignore[attr-defined]
+
+
+_loaded = False
+
+
+def _import_families() -> None:
+    """Import the family modules so that they register themselves."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from . import brainjepa, hf_text, nucleotide_transformer, uniformer3d  # noqa: F401
+
+
+Builder = Callable[..., ModalityBackbone]

@@ -1,0 +1,63 @@
+"""The four modalities AnchorAD combines and their canonical names."""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Modality(str, Enum):
+    """A data modality. The value is the name used in files, JSON and the CLI."""
+
+    SMRI = "smri"
+    FMRI = "fmri"
+    CLINICAL = "clinical"
+    GENETICS = "genetics"
+
+    @property
+    def title(self) -> str:
+        """Human-readable name for tables and reports."""
+        return _TITLES[self]
+
+    @classmethod
+    def parse(cls, name: "str | Modality") -> "Modality":
+        """Return the modality called ``name`` (case-insensitive).
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is not one of ``smri``, ``fmri``, ``clinical``, ``genetics``.
+        """
+        if isinstance(name, Modality):
+            return name
+        key = str(name).strip().lower()
+        for modality in cls:
+            if modality.value == key:
+                return modality
+        raise ValueError(
+            f"unknown modality {name!r}; expected one of {', '.join(m.value for m in cls)}"
+        )
+
+
+_TITLES = {
+    Modality.SMRI: "sMRI",
+    Modality.FMRI: "fMRI",
+    Modality.CLINICAL: "Clinical text",
+    Modality.GENETICS: "Genetics",
+}
+
+#: Canonical order used everywhere (tables, Q-former blocks, bundles).
+ALL_MODALITIES: tuple[Modality, ...] = (
+    Modality.SMRI,
+    Modality.FMRI,
+    Modality.CLINICAL,
+    Modality.GENETICS,
+)
+
+
+def parse_modalities(names: "str | list[str] | tuple[str, ...] | None") -> tuple[Modality, ...]:
+    """Parse a comma-separated string or a list of names into modalities in canonical order."""
+    if names is None:
+        return ALL_MODALITIES
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n.strip()]
+    chosen = {Modality.parse(n) for n in names}
+    return tuple(m for m in ALL_MODALITIES if m in chosen)
