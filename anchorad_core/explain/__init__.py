@@ -1,0 +1,1 @@
+"""Explanations: Q-former cross-attention and Captum attributions mapped back to the inputs."""

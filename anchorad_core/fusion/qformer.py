@@ -1,0 +1,235 @@
+"""The modality-aware Q-former that turns auxiliary-modality features into ``H_a``.
+
+For an anchor ``m̂`` and each auxiliary modality ``m``: ``Z_m = Linear_m(F_m(X_m))`` projects
+the frozen phase-1 tokens to the anchor's width ``C``; ``N_q`` learnable uni-modal queries
+cross-attend ``Z_m`` and give ``X̂_m``. Then ``N_q`` cross-modal queries cross-attend
+``Z_a = concat(X̂_m)`` and give ``X̂_c``. The output is
+``H_a = concat(X̂_m for m in M', X̂_c)`` with a mask that hides the blocks of missing
+modalities (and the cross block of a subject with no auxiliary modality at all).
+
+Missing-modality rule: a missing auxiliary modality's block is *masked* (its queries never
+attend to its placeholder tokens, the cross-modal queries never attend to its block, and the
+anchor never attends to its block) — never zero-filled tokens that attention can still see.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..modality import Modality
+
+
+@dataclass
+class AuxiliaryFeatures:
+    """Frozen phase-1 token features of one auxiliary modality for a batch.
+
+    Attributes
+    ----------
+    tokens
+        ``(B, N, C_m)``; rows of subjects lacking the modality may hold anything.
+    mask
+        ``(B, N)`` bool, ``True`` for real tokens.
+    present
+        ``(B,)`` bool, ``True`` where the subject has this modality.
+    """
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    present: torch.Tensor
+
+    def to(self, device: "torch.device | str") -> "AuxiliaryFeatures":
+        """Copy to ``device``."""
+        return AuxiliaryFeatures(self.tokens.to(device), self.mask.to(device), self.present.to(device))
+
+
+@dataclass
+class QFormerOutput:
+    """``H_a`` and what explanations need.
+
+    Attributes
+    ----------
+    tokens
+        ``(B, (|M'| + 1) * N_q, C)`` the auxiliary blocks in canonical order, then the cross block.
+    mask
+        ``(B, (|M'| + 1) * N_q)`` bool, ``False`` for blocks of missing modalities.
+    block_names
+        One name per block: the auxiliary modality values, then ``"cross"``.
+    attention
+        When requested: ``{"smri": (B, heads, N_q, N_smri), ..., "cross": (B, heads, N_q, |M'| N_q)}``
+        cross-attention weights of the last layer of each block (softmax over keys, so each
+        query row sums to 1 over the valid keys).
+    """
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    block_names: list[str]
+    attention: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class CrossAttentionBlock(nn.Module):
+    """Pre-norm cross-attention of queries over keys, followed by a feed-forward layer.
+
+    Parameters
+    ----------
+    width
+        Width of queries and keys.
+    num_heads
+        Attention heads (``width`` must be divisible by it).
+    mlp_ratio
+        Hidden width of the feed-forward layer relative to ``width``.
+    dropout
+        Dropout on attention weights and feed-forward output.
+    """
+
+    def __init__(self, width: int, num_heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm_query = nn.LayerNorm(width)
+        self.norm_key = nn.LayerNorm(width)
+        self.attention = nn.MultiheadAttention(width, num_heads, dropout=dropout, batch_first=True)
+        self.norm_ffn = nn.LayerNorm(width)
+        hidden = int(width * mlp_ratio)
+        self.ffn = nn.Sequential(
+            nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width)
+        )
+
+    def forward(
+        self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attend ``queries`` ``(B, Q, C)`` to ``keys`` ``(B, N, C)`` where ``key_mask`` is ``True``.
+
+        Rows with no valid key attend to all keys instead (to stay finite); the caller masks
+        their output. Returns the updated queries and, if asked, per-head weights ``(B, H, Q, N)``.
+        """
+        empty = ~key_mask.any(dim=1)
+        padding = ~key_mask
+        if empty.any():
+            padding = padding.clone()
+            padding[empty] = False
+        k = self.norm_key(keys)
+        attended, weights = self.attention(
+            self.norm_query(queries), k, k, key_padding_mask=padding,
+            need_weights=need_weights, average_attn_weights=False,
+        )
+        queries = queries + attended
+        queries = queries + self.ffn(self.norm_ffn(queries))
+        return queries, weights
+
+
+class ModalityAwareQFormer(nn.Module):
+    """Uni-modal queries per auxiliary modality plus cross-modal queries over their outputs.
+
+    Parameters
+    ----------
+    aux_widths
+        Width of the phase-1 tokens of each auxiliary modality (the modalities ``M'``).
+    width
+        The anchor's token width ``C``.
+    num_queries
+        ``N_q`` queries per block; ``0`` gives an empty ``H_a`` (the round is then the anchor
+        alone and aggregating rounds is late fusion).
+    num_heads, depth, mlp_ratio, dropout
+        Shape of each block's cross-attention stack.
+    """
+
+    def __init__(
+        self,
+        aux_widths: dict[Modality, int],
+        width: int,
+        num_queries: int = 16,
+        num_heads: int = 4,
+        depth: int = 1,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if num_queries < 0:
+            raise ValueError("num_queries must be >= 0")
+        heads = _compatible_heads(width, num_heads)
+        self.aux_modalities: list[Modality] = [Modality.parse(m) for m in aux_widths]
+        self.width = width
+        self.num_queries = num_queries
+        self.input_projections = nn.ModuleDict(
+            {m.value: nn.Linear(aux_widths[m], width) for m in self.aux_modalities}
+        )
+        self.unimodal_queries = nn.ParameterDict(
+            {m.value: nn.Parameter(torch.randn(num_queries, width) * 0.02) for m in self.aux_modalities}
+        )
+        self.unimodal_blocks = nn.ModuleDict(
+            {
+                m.value: nn.ModuleList(
+                    [CrossAttentionBlock(width, heads, mlp_ratio, dropout) for _ in range(depth)]
+                )
+                for m in self.aux_modalities
+            }
+        )
+        self.cross_queries = nn.Parameter(torch.randn(num_queries, width) * 0.02)
+        self.cross_blocks = nn.ModuleList(
+            [CrossAttentionBlock(width, heads, mlp_ratio, dropout) for _ in range(depth)]
+        )
+        # One learned embedding per block so that the cross-modal queries and the anchor know
+        # which modality a token summarises ("modality-aware").
+        self.block_embedding = nn.Parameter(torch.zeros(len(self.aux_modalities) + 1, width))
+        self.output_norm = nn.LayerNorm(width)
+
+    @property
+    def num_tokens(self) -> int:
+        """Length of ``H_a``."""
+        return (len(self.aux_modalities) + 1) * self.num_queries
+
+    def forward(
+        self, aux: dict[Modality, AuxiliaryFeatures], batch_size: int, return_attention: bool = False
+    ) -> QFormerOutput:
+        """Build ``H_a`` from the auxiliary features present in ``aux``.
+
+        Modalities of ``M'`` absent from ``aux`` count as missing for every subject.
+        """
+        device = self.cross_queries.device
+        names = [m.value for m in self.aux_modalities] + ["cross"]
+        if self.num_queries == 0:
+            empty = torch.zeros(batch_size, 0, self.width, device=device)
+            return QFormerOutput(empty, torch.zeros(batch_size, 0, dtype=torch.bool, device=device), names)
+
+        blocks, block_masks, attention = [], [], {}
+        for index, modality in enumerate(self.aux_modalities):
+            queries = self.unimodal_queries[modality.value].unsqueeze(0).expand(batch_size, -1, -1)
+            features = aux.get(modality)
+            if features is None:
+                present = torch.zeros(batch_size, dtype=torch.bool, device=device)
+                block = queries
+            else:
+                present = features.present.to(device) & features.mask.any(dim=1).to(device)
+                keys = self.input_projections[modality.value](features.tokens.to(device))
+                block = queries
+                for layer in self.unimodal_blocks[modality.value]:
+                    block, weights = layer(block, keys, features.mask.to(device), return_attention)
+                if return_attention:
+                    attention[modality.value] = weights
+            blocks.append(block + self.block_embedding[index])
+            block_masks.append(present.unsqueeze(1).expand(-1, self.num_queries))
+
+        aux_tokens = torch.cat(blocks, dim=1)
+        aux_mask = torch.cat(block_masks, dim=1)
+        cross = self.cross_queries.unsqueeze(0).expand(batch_size, -1, -1)
+        for layer in self.cross_blocks:
+            cross, weights = layer(cross, aux_tokens, aux_mask, return_attention)
+        if return_attention:
+            attention["cross"] = weights
+        cross = cross + self.block_embedding[-1]
+        cross_present = aux_mask.any(dim=1, keepdim=True).expand(-1, self.num_queries)
+
+        tokens = self.output_norm(torch.cat([aux_tokens, cross], dim=1))
+        mask = torch.cat([aux_mask, cross_present], dim=1)
+        # Zero the masked tokens as well, so that nothing downstream can depend on them even if
+        # a backbone ignored the mask (it must not; this is a second guard).
+        tokens = tokens * mask.unsqueeze(-1).to(tokens.dtype)
+        return QFormerOutput(tokens, mask, names, attention)
+
+
+def _compatible_heads(width: int, wanted: int) -> int:
+    """Largest head count ``<= wanted`` that divides ``width``."""
+    for heads in range(max(1, wanted), 0, -1):
+        if width % heads == 0:
+            return heads
+    return 1

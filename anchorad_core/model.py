@@ -1,0 +1,125 @@
+"""The whole AnchorAD model: phase-1 backbones and heads, and one anchored round per modality."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .backbones.base import BackboneOutput, ModalityBackbone, batch_to
+from .fusion.aggregation import aggregate
+from .fusion.anchored_round import AnchoredRound, RoundOutput
+from .fusion.lora import LoraSettings, attach_lora
+from .fusion.qformer import AuxiliaryFeatures
+from .modality import ALL_MODALITIES, Modality
+
+
+class AnchorADModel(nn.Module):
+    """Phase-1 uni-modal models plus phase-2 anchored rounds for one binary (or K-way) task.
+
+    Parameters
+    ----------
+    backbones
+        One backbone per modality the model uses.
+    labels
+        Class labels in output order, e.g. ``["NC", "AD"]``.
+    """
+
+    def __init__(self, backbones: dict[Modality, ModalityBackbone], labels: Sequence[str]) -> None:
+        super().__init__()
+        self.labels = list(labels)
+        self.modalities: tuple[Modality, ...] = tuple(m for m in ALL_MODALITIES if m in backbones)
+        self.backbones = nn.ModuleDict({m.value: backbones[m] for m in self.modalities})
+        self.heads = nn.ModuleDict(
+            {m.value: nn.Linear(backbones[m].width, len(self.labels)) for m in self.modalities}
+        )
+        self.rounds = nn.ModuleDict()
+        self.aggregation_rule = "mean"
+        self.round_weights: dict[str, float] = {}
+        # peft wrappers of the backbones that are anchors (the LoRA layers live inside the
+        # backbone modules; this dict only holds the switch). Not a ModuleDict on purpose.
+        self._peft: dict[Modality, Any] = {}
+
+    # ------------------------------------------------------------------ structure
+    def backbone(self, modality: Modality) -> ModalityBackbone:
+        """The (possibly LoRA-injected) backbone of ``modality``."""
+        return self.backbones[modality.value]  # type: ignore[return-value]
+
+    def anchors(self) -> tuple[Modality, ...]:
+        """Modalities that have an anchored round, in canonical order."""
+        return tuple(m for m in self.modalities if m.value in self.rounds)
+
+    def add_round(
+        self,
+        anchor: Modality,
+        num_queries: int,
+        lora: LoraSettings,
+        num_heads: int = 4,
+        depth: int = 1,
+        peft_model: Any = None,
+    ) -> AnchoredRound:
+        """Create the anchored round of ``anchor`` (Q-former + head) and attach its LoRA.
+
+        The round's head starts from the phase-1 head of the anchor (a warm start), and the
+        backbone is frozen apart from the LoRA adapter (and the backbone's declared
+        ``phase2_trainable_modules``). ``peft_model`` re-uses an adapter loaded from disk.
+        """
+        backbone = self.backbone(anchor)
+        aux_widths = {m: self.backbone(m).width for m in self.modalities if m != anchor}
+        round_ = AnchoredRound(
+            anchor, aux_widths, backbone.extra_token_width, backbone.width,
+            num_classes=len(self.labels), num_queries=num_queries, num_heads=num_heads, depth=depth,
+        )
+        round_.head.load_state_dict(self.heads[anchor.value].state_dict())
+        round_.to(next(backbone.parameters()).device)
+        self.rounds[anchor.value] = round_
+        self._peft[anchor] = peft_model if peft_model is not None else attach_lora(backbone, lora)
+        return round_
+
+    def set_peft(self, anchor: Modality, peft_model: Any) -> None:
+        """Register a LoRA wrapper loaded from a bundle."""
+        self._peft[anchor] = peft_model
+
+    # ------------------------------------------------------------------ passes
+    @contextlib.contextmanager
+    def phase1(self, modality: Modality) -> Iterator[ModalityBackbone]:
+        """Context in which ``modality``'s backbone computes its phase-1 features (LoRA off)."""
+        peft_model = self._peft.get(modality)
+        if peft_model is None:
+            yield self.backbone(modality)
+        else:
+            with peft_model.disable_adapter():
+                yield self.backbone(modality)
+
+    def encode(self, modality: Modality, batch: dict[str, torch.Tensor]) -> BackboneOutput:
+        """Phase-1 features of a collated batch (LoRA off)."""
+        with self.phase1(modality) as backbone:
+            return backbone(batch_to(batch, self.device))
+
+    def unimodal_logits(self, modality: Modality, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Phase-1 prediction of ``modality`` alone."""
+        return self.heads[modality.value](self.encode(modality, batch).pooled)
+
+    def anchored(
+        self,
+        anchor: Modality,
+        batch: dict[str, torch.Tensor],
+        aux: dict[Modality, AuxiliaryFeatures],
+        return_attention: bool = False,
+    ) -> RoundOutput:
+        """The anchored pass of ``anchor`` with its LoRA on and ``H_a`` appended."""
+        peft_model = self._peft[anchor]
+        aux = {m: f.to(self.device) for m, f in aux.items() if m != anchor}
+        return self.rounds[anchor.value](peft_model, batch_to(batch, self.device), aux, return_attention)
+
+    def aggregate(self, probabilities: torch.Tensor, present: torch.Tensor, rule: str | None = None) -> torch.Tensor:
+        """Aggregate ``(R, B, K)`` round probabilities over the model's anchors."""
+        rule = rule or self.aggregation_rule
+        weights = [self.round_weights.get(m.value, 1.0) for m in self.anchors()] if rule == "validation" else None
+        return aggregate(probabilities, present, rule, weights)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return next(self.parameters()).device

@@ -1,0 +1,70 @@
+"""Progress reporting and cancellation shared by the CLI (tqdm) and the GUI (napari progress)."""
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from .errors import CancelledError
+
+
+class ProgressSink(Protocol):
+    """Receives ``(stage, done, total)`` updates."""
+
+    def __call__(self, stage: str, done: int, total: int) -> None: ...
+
+
+class Progress:
+    """A progress callback plus a cancellation check.
+
+    Parameters
+    ----------
+    sink
+        Called with ``(stage, done, total)``; ``None`` reports nothing.
+    cancelled
+        Returns ``True`` once the user asked to stop; checked between steps.
+    """
+
+    def __init__(self, sink: "ProgressSink | None" = None, cancelled: "Callable[[], bool] | None" = None) -> None:
+        self.sink = sink
+        self.cancelled = cancelled
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        """Report that ``done`` of ``total`` steps of ``stage`` are finished, then check for cancel."""
+        if self.sink is not None:
+            self.sink(stage, done, total)
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`CancelledError` if the user asked to stop."""
+        if self.cancelled is not None and self.cancelled():
+            raise CancelledError("cancelled by the user")
+
+
+SILENT = Progress()
+
+
+class TqdmSink:
+    """A :class:`ProgressSink` that shows one tqdm bar per stage (used by the CLI)."""
+
+    def __init__(self, disable: bool = False) -> None:
+        self._bars: dict[str, object] = {}
+        self.disable = disable
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        from tqdm.auto import tqdm
+
+        bar = self._bars.get(stage)
+        if bar is None:
+            bar = tqdm(total=total, desc=stage, leave=True, disable=self.disable, dynamic_ncols=True)
+            self._bars[stage] = bar
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+            self._bars.pop(stage, None)
+
+    def close(self) -> None:
+        """Close any bar still open."""
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()

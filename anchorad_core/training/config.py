@@ -1,0 +1,157 @@
+"""Training configuration: which backbones, how each phase trains, the method's knobs."""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from ..fusion.aggregation import RULES
+from ..fusion.lora import LoraSettings
+from ..modality import ALL_MODALITIES, Modality
+
+PHASE1_MODES = ("full", "lora", "head")
+
+
+@dataclass
+class StageSettings:
+    """Optimiser and early-stopping settings of one training stage.
+
+    Attributes
+    ----------
+    epochs
+        Maximum number of epochs.
+    batch_size
+        Subjects per step.
+    lr
+        AdamW learning rate.
+    weight_decay
+        AdamW weight decay.
+    patience
+        Stop after this many epochs without a better validation loss (the best epoch's
+        weights are restored).
+    mode
+        Phase 1 only: ``full`` fine-tunes the whole backbone, ``lora`` trains LoRA adapters
+        (merged into the backbone afterwards), ``head`` trains the linear head on frozen features.
+    """
+
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    patience: int = 5
+    mode: str = "full"
+
+    def __post_init__(self) -> None:
+        if self.mode not in PHASE1_MODES:
+            raise ConfigError(f"unknown phase-1 mode {self.mode!r}; choose one of {', '.join(PHASE1_MODES)}")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (stored in the bundle).
+
+    Attributes
+    ----------
+    backbones
+        Backbone spec (preset name or config dict) per modality value.
+    preprocess
+        :class:`anchorad_core.data.PreprocessConfig` as a dict.
+    phase1
+        Phase-1 settings per modality value.
+    phase2
+        Phase-2 settings per anchor modality value.
+    num_queries
+        ``N_q`` of the Q-former (0 = late fusion of the anchor rounds).
+    qformer_heads, qformer_depth
+        Q-former attention heads and layers per block.
+    lora
+        LoRA settings of the anchored rounds.
+    aggregation
+        Default aggregation rule of the bundle.
+    val_fraction
+        Fraction of the training subjects held out for early stopping and aggregation weights.
+    seed
+        Seed of every random choice (splits, initialisation, shuffling).
+    """
+
+    backbones: dict[str, Any] = field(default_factory=dict)
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    phase1: dict[str, StageSettings] = field(default_factory=dict)
+    phase2: dict[str, StageSettings] = field(default_factory=dict)
+    num_queries: int = 16
+    qformer_heads: int = 4
+    qformer_depth: int = 1
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    aggregation: str = "confidence"
+    val_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in RULES:
+            raise ConfigError(f"unknown aggregation rule {self.aggregation!r}")
+        if self.num_queries < 0:
+            raise ConfigError("num_queries must be >= 0")
+
+    @property
+    def modalities(self) -> tuple[Modality, ...]:
+        """Modalities with a backbone, canonical order."""
+        return tuple(m for m in ALL_MODALITIES if m.value in self.backbones)
+
+    def restricted(self, modalities: "tuple[Modality, ...]") -> "TrainConfig":
+        """A copy that only uses ``modalities``."""
+        keep = {m.value for m in modalities}
+        clone = copy.deepcopy(self)
+        clone.backbones = {k: v for k, v in clone.backbones.items() if k in keep}
+        clone.phase1 = {k: v for k, v in clone.phase1.items() if k in keep}
+        clone.phase2 = {k: v for k, v in clone.phase2.items() if k in keep}
+        return clone
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        data = asdict(self)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        data["phase1"] = {k: StageSettings(**v) for k, v in data.get("phase1", {}).items()}
+        data["phase2"] = {k: StageSettings(**v) for k, v in data.get("phase2", {}).items()}
+        data["lora"] = LoraSettings.from_dict(data.get("lora", {}))
+        return cls(**data)
+
+    @classmethod
+    def demo(cls, quick: bool = False) -> "TrainConfig":
+        """The embedded default: small backbones of the four architectures (CPU-friendly).
+
+        ``quick`` shrinks epochs for tests and smoke runs.
+        """
+        from ..data import PreprocessConfig
+
+        scale = 0.4 if quick else 1.0
+
+        def stage(epochs: int, **kw: Any) -> StageSettings:
+            return StageSettings(epochs=max(2, round(epochs * scale)), patience=max(2, round(6 * scale)), **kw)
+
+        return cls(
+            backbones={
+                "smri": "brainmvp-demo",
+                "fmri": "brainjepa-demo",
+                "clinical": "minilm-l6",
+                "genetics": "nt-demo",
+            },
+            preprocess=PreprocessConfig().to_dict(),
+            phase1={
+                "smri": stage(25, lr=1e-3, batch_size=8),
+                "fmri": stage(25, lr=5e-4, batch_size=8),
+                "clinical": stage(12, lr=5e-5, batch_size=8, mode="full"),
+                "genetics": stage(25, lr=1e-3, batch_size=8),
+            },
+            phase2={
+                m: stage(15, lr=1e-3, batch_size=8, weight_decay=0.01)
+                for m in ("smri", "fmri", "clinical", "genetics")
+            },
+            num_queries=16,
+            lora=LoraSettings(r=8, alpha=16, dropout=0.0),
+        )

@@ -1,0 +1,64 @@
+"""Preprocessed inputs of many subjects, arranged by modality for batching."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..modality import ALL_MODALITIES, Modality
+
+
+@dataclass
+class CohortInputs:
+    """Preprocessed per-modality samples of a list of subjects.
+
+    Attributes
+    ----------
+    subject_ids
+        One id per subject.
+    labels
+        ``(n,)`` int class index per subject (``-1`` when unknown, e.g. at prediction time).
+    samples
+        ``samples[m][i]`` is subject ``i``'s preprocessed input of modality ``m`` or ``None``.
+    """
+
+    subject_ids: list[str]
+    labels: np.ndarray
+    samples: dict[Modality, list[Any]]
+
+    def __len__(self) -> int:
+        return len(self.subject_ids)
+
+    @classmethod
+    def from_subjects(cls, subjects: Sequence[Any], labels: "Sequence[int] | None" = None) -> "CohortInputs":
+        """Gather ``subject.<modality>`` (``smri``, ``fmri``, ``clinical``, ``genetics``) of loaded subjects."""
+        ids = [s.subject_id for s in subjects]
+        y = np.asarray(labels if labels is not None else [-1] * len(subjects), dtype=np.int64)
+        samples = {m: [getattr(s, m.value, None) for s in subjects] for m in ALL_MODALITIES}
+        return cls(ids, y, samples)
+
+    def present(self, modality: Modality) -> np.ndarray:
+        """``(n,)`` bool: which subjects have ``modality``."""
+        return np.array([x is not None for x in self.samples.get(modality, [None] * len(self))], dtype=bool)
+
+    def subset(self, index: "Sequence[int] | np.ndarray") -> "CohortInputs":
+        """The subjects at ``index`` (in that order)."""
+        index = [int(i) for i in index]
+        return CohortInputs(
+            [self.subject_ids[i] for i in index],
+            self.labels[index] if len(index) else self.labels[:0],
+            {m: [v[i] for i in index] for m, v in self.samples.items()},
+        )
+
+    def with_modality(self, modality: Modality) -> "CohortInputs":
+        """Only the subjects that have ``modality``."""
+        return self.subset(np.flatnonzero(self.present(modality)))
+
+    def restricted(self, modalities: "Sequence[Modality]") -> "CohortInputs":
+        """A copy in which every modality outside ``modalities`` is missing."""
+        keep = set(modalities)
+        return CohortInputs(
+            list(self.subject_ids), self.labels.copy(),
+            {m: (list(v) if m in keep else [None] * len(v)) for m, v in self.samples.items()},
+        )

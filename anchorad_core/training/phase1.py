@@ -1,0 +1,109 @@
+"""Phase 1: each backbone with a linear head, fine-tuned alone on its own modality."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..fusion.lora import LoraSettings, attach_lora
+from ..modality import Modality
+from ..progress import SILENT, Progress
+from .config import StageSettings
+from .inputs import CohortInputs
+from .loop import TrainHistory, fit
+
+
+def train_phase1(
+    model: "object",
+    modality: Modality,
+    train: CohortInputs,
+    val: CohortInputs,
+    settings: StageSettings,
+    seed: int,
+    progress: Progress = SILENT,
+) -> TrainHistory:
+    """Fine-tune ``modality``'s backbone and phase-1 head with cross-entropy.
+
+    Only subjects that have the modality take part. ``settings.mode`` picks full
+    fine-tuning, LoRA (merged back into the backbone afterwards, so phase 2 sees a plain
+    backbone) or a linear probe on frozen features.
+    """
+    train, val = train.with_modality(modality), val.with_modality(modality)
+    backbone = model.backbone(modality)  # type: ignore[attr-defined]
+    head = model.heads[modality.value]  # type: ignore[attr-defined]
+    device = model.device  # type: ignore[attr-defined]
+    torch.manual_seed(seed)
+
+    peft_model = None
+    if settings.mode == "full":
+        backbone.requires_grad_(True)
+        encoder = backbone
+    else:
+        backbone.requires_grad_(False)
+        if settings.mode == "lora":
+            peft_model = attach_lora(backbone, LoraSettings(r=8, alpha=16, dropout=0.0))
+            encoder = peft_model
+        else:
+            encoder = None
+    head.requires_grad_(True)
+
+    def samples(inputs: CohortInputs, index: list[int]) -> dict[str, torch.Tensor]:
+        batch = backbone.collate([inputs.samples[modality][i] for i in index])
+        return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+    if encoder is None:  # linear probe: frozen features computed once
+        backbone.eval()
+        with torch.no_grad():
+            feats = {
+                name: torch.cat([backbone(samples(inp, list(range(s, min(s + 8, len(inp)))))).pooled
+                                 for s in range(0, len(inp), 8)]) if len(inp) else torch.zeros(0, backbone.width)
+                for name, inp in (("train", train), ("val", val))
+            }
+
+        def logits(name: str, inputs: CohortInputs, index: list[int]) -> torch.Tensor:
+            return head(feats[name][index])
+    else:
+        def logits(name: str, inputs: CohortInputs, index: list[int]) -> torch.Tensor:
+            return head(encoder(samples(inputs, index)).pooled)
+
+    y_train = torch.as_tensor(train.labels, device=device)
+    y_val = torch.as_tensor(val.labels, device=device)
+
+    def step(index: list[int]) -> torch.Tensor:
+        return F.cross_entropy(logits("train", train, index), y_train[index])
+
+    def validate() -> float:
+        if len(val) == 0:
+            return 0.0
+        losses = [
+            F.cross_entropy(logits("val", val, list(range(s, min(s + settings.batch_size, len(val))))),
+                            y_val[s : s + settings.batch_size], reduction="sum")
+            for s in range(0, len(val), settings.batch_size)
+        ]
+        return float(torch.stack(losses).sum() / len(val))
+
+    modules = [head] if encoder is None else [backbone, head]
+    train_mode = (lambda: head.train()) if encoder is None else None
+    history = fit(
+        modules, step, validate, len(train), settings, seed,
+        stage=f"phase 1 · {modality.title}", progress=progress, train_mode=train_mode,
+    )
+    if peft_model is not None:
+        peft_model.merge_and_unload()
+    backbone.requires_grad_(False)
+    head.requires_grad_(False)
+    backbone.eval()
+    return history
+
+
+def unimodal_probabilities(model: "object", modality: Modality, inputs: CohortInputs, batch_size: int = 8) -> np.ndarray:
+    """Phase-1 class probabilities ``(n, K)`` (NaN rows for subjects lacking the modality)."""
+    out = np.full((len(inputs), len(model.labels)), np.nan)  # type: ignore[attr-defined]
+    index = np.flatnonzero(inputs.present(modality))
+    backbone = model.backbone(modality)  # type: ignore[attr-defined]
+    with torch.no_grad():
+        for s in range(0, len(index), batch_size):
+            chunk = index[s : s + batch_size]
+            batch = backbone.collate([inputs.samples[modality][i] for i in chunk])
+            out[chunk] = torch.softmax(model.unimodal_logits(modality, batch), -1).float().cpu().numpy()  # type: ignore[attr-defined]
+    return out

@@ -1,0 +1,88 @@
+"""Phase 2: one anchored round per modality, on cached auxiliary features."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..modality import Modality
+from ..progress import SILENT, Progress
+from .config import StageSettings, TrainConfig
+from .features import FeatureCache
+from .inputs import CohortInputs
+from .loop import TrainHistory, fit
+
+
+def train_phase2(
+    model: "object",
+    anchor: Modality,
+    train: CohortInputs,
+    val: CohortInputs,
+    cache: FeatureCache,
+    settings: StageSettings,
+    config: TrainConfig,
+    seed: int,
+    progress: Progress = SILENT,
+) -> TrainHistory:
+    """Train the anchored round of ``anchor``: its Q-former, head and LoRA adapter.
+
+    The auxiliary features come from ``cache`` (computed once with the frozen phase-1
+    models), so no auxiliary encoder runs during training. Only subjects that have the
+    anchor modality take part; their missing auxiliary modalities are masked.
+    """
+    train, val = train.with_modality(anchor), val.with_modality(anchor)
+    torch.manual_seed(seed)
+    round_ = model.add_round(  # type: ignore[attr-defined]
+        anchor, config.num_queries, config.lora, num_heads=config.qformer_heads, depth=config.qformer_depth
+    )
+    backbone = model.backbone(anchor)  # type: ignore[attr-defined]
+    device = model.device  # type: ignore[attr-defined]
+    y_train = torch.as_tensor(train.labels, device=device)
+    y_val = torch.as_tensor(val.labels, device=device)
+
+    def logits(inputs: CohortInputs, index: list[int]) -> torch.Tensor:
+        ids = [inputs.subject_ids[i] for i in index]
+        batch = backbone.collate([inputs.samples[anchor][i] for i in index])
+        return model.anchored(anchor, batch, cache.aux_for_anchor(anchor, ids)).logits  # type: ignore[attr-defined]
+
+    def step(index: list[int]) -> torch.Tensor:
+        return F.cross_entropy(logits(train, index), y_train[index])
+
+    def validate() -> float:
+        if len(val) == 0:
+            return 0.0
+        total = 0.0
+        for s in range(0, len(val), settings.batch_size):
+            index = list(range(s, min(s + settings.batch_size, len(val))))
+            total += float(F.cross_entropy(logits(val, index), y_val[index], reduction="sum"))
+        return total / len(val)
+
+    def train_mode() -> None:
+        backbone.eval()  # the anchor stays frozen (BatchNorm statistics included)
+        round_.train()
+
+    return fit(
+        [round_, backbone], step, validate, len(train), settings, seed,
+        stage=f"phase 2 · anchor {anchor.title}", progress=progress, train_mode=train_mode,
+    )
+
+
+def anchored_probabilities(
+    model: "object", inputs: CohortInputs, cache: FeatureCache, batch_size: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-round probabilities ``(R, n, K)`` and presence ``(R, n)`` over the model's anchors."""
+    anchors = model.anchors()  # type: ignore[attr-defined]
+    probs = np.full((len(anchors), len(inputs), len(model.labels)), np.nan)  # type: ignore[attr-defined]
+    present = np.zeros((len(anchors), len(inputs)), dtype=bool)
+    with torch.no_grad():
+        for r, anchor in enumerate(anchors):
+            backbone = model.backbone(anchor)  # type: ignore[attr-defined]
+            index = np.flatnonzero(inputs.present(anchor))
+            present[r, index] = True
+            for s in range(0, len(index), batch_size):
+                chunk = index[s : s + batch_size]
+                ids = [inputs.subject_ids[i] for i in chunk]
+                batch = backbone.collate([inputs.samples[anchor][i] for i in chunk])
+                out = model.anchored(anchor, batch, cache.aux_for_anchor(anchor, ids))  # type: ignore[attr-defined]
+                probs[r, chunk] = torch.softmax(out.logits, -1).float().cpu().numpy()
+    return probs, present

@@ -1,0 +1,70 @@
+"""The modality-aware Q-former: shapes, masking of missing modalities, N_q = 0."""
+import torch
+
+from anchorad_core.fusion.qformer import AuxiliaryFeatures, ModalityAwareQFormer
+from anchorad_core.modality import Modality
+
+S, F, G = Modality.SMRI, Modality.FMRI, Modality.GENETICS
+
+
+def _aux(b=3, widths={S: 6, F: 5, G: 7}, lengths={S: 4, F: 9, G: 2}, present=None):
+    out = {}
+    for m, w in widths.items():
+        p = torch.ones(b, dtype=torch.bool) if present is None else present[m]
+        mask = torch.ones(b, lengths[m], dtype=torch.bool)
+        out[m] = AuxiliaryFeatures(torch.randn(b, lengths[m], w), mask, p)
+    return out
+
+
+def test_output_shape_is_four_blocks_of_nq_tokens():
+    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, width=16, num_queries=4, num_heads=4)
+    out = q(_aux(), batch_size=3, return_attention=True)
+    assert out.tokens.shape == (3, 16, 16)
+    assert out.mask.shape == (3, 16) and out.mask.all()
+    assert out.block_names == ["smri", "fmri", "genetics", "cross"]
+    assert out.attention["fmri"].shape == (3, 4, 4, 9)
+    assert out.attention["cross"].shape == (3, 4, 4, 12)
+
+
+def test_attention_rows_sum_to_one_over_keys():
+    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, width=16, num_queries=4)
+    out = q(_aux(), batch_size=3, return_attention=True)
+    for weights in out.attention.values():
+        torch.testing.assert_close(weights.sum(-1), torch.ones_like(weights.sum(-1)))
+
+
+def test_missing_modality_block_is_masked_and_ignored():
+    present = {S: torch.tensor([True, False, True]), F: torch.ones(3, dtype=torch.bool), G: torch.ones(3, dtype=torch.bool)}
+    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, width=16, num_queries=4).eval()
+    aux = _aux(present=present)
+    out = q(aux, batch_size=3, return_attention=True)
+    assert not out.mask[1, :4].any() and out.mask[1, 4:].all()
+    assert torch.all(out.tokens[1, :4] == 0)
+    # The cross-modal queries of subject 1 never attend to the missing sMRI block...
+    assert torch.all(out.attention["cross"][1, :, :, :4] == 0)
+    # ...so changing the missing modality's placeholder tokens changes nothing for subject 1.
+    aux[S].tokens[1] = torch.randn_like(aux[S].tokens[1]) * 100
+    again = q(aux, batch_size=3)
+    torch.testing.assert_close(again.tokens[1], out.tokens[1])
+
+
+def test_all_auxiliaries_missing_masks_everything_and_stays_finite():
+    absent = {m: torch.zeros(2, dtype=torch.bool) for m in (S, F, G)}
+    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, width=16, num_queries=4)
+    out = q(_aux(b=2, present=absent), batch_size=2)
+    assert not out.mask.any()
+    assert torch.isfinite(out.tokens).all()
+
+
+def test_modality_absent_from_dict_counts_as_missing():
+    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, width=16, num_queries=2)
+    aux = _aux()
+    del aux[F]
+    out = q(aux, batch_size=3)
+    assert not out.mask[:, 2:4].any() and out.mask[:, :2].all()
+
+
+def test_zero_queries_gives_empty_h_a():
+    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, width=16, num_queries=0)
+    out = q(_aux(), batch_size=3)
+    assert out.tokens.shape == (3, 0, 16) and out.mask.shape == (3, 0)
