@@ -90,8 +90,9 @@ def _import_families() -> None:
     global _loaded
     if _loaded:
         return
-    _loaded = True
     from . import brainjepa, hf_text, nucleotide_transformer, uniformer3d  # noqa: F401
+
+    _loaded = True
 
 
 Builder = Callable[..., ModalityBackbone]

