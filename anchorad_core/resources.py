@@ -12,6 +12,7 @@ works the same from a checkout and from a wheel; :func:`resolve_path` understand
 from __future__ import annotations
 
 import importlib.resources
+import importlib.util
 from pathlib import Path
 
 from .errors import ConfigError
@@ -28,11 +29,12 @@ _SOURCE_ROOT = Path(__file__).resolve().parent.parent / "resources"
 def resources_root() -> Path:
     """Folder holding the shipped resources (installed package or source checkout)."""
     try:
-        root = importlib.resources.files(_PACKAGE)
-    except (ModuleNotFoundError, TypeError):
-        root = None
-    if isinstance(root, Path) and root.is_dir():
-        return root
+        spec = importlib.util.find_spec(_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        if Path(location).is_dir():
+            return Path(location)
     return _SOURCE_ROOT
 
 

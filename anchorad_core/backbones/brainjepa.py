@@ -1,0 +1,509 @@
+"""Brain-JEPA's ViT over ROI × time as an fMRI backbone (family ``"brainjepa"``).
+
+A faithful re-implementation of ``VisionTransformer`` in ``src/models/vision_transformer.py``
+of Eric-LRL/Brain-JEPA (commit b1dfa93, ``add_w='mapping'``) plus the global-pool part of
+``downstream_tasks/models_vit.py``. Parameter names equal the original keys
+(``patch_embed.proj.weight``, ``pos_embed_proj.emb_h``,
+``pos_embed_proj.predictor_pos_embed_proj.weight``, ``blocks.0.attn.qkv.weight``,
+``norm.weight``) plus the downstream pooling norm ``fc_norm.*``.
+
+Model (input ``(B, 1, n_rois, n_frames)``):
+
+* ``patch_embed``: Conv2d kernel/stride ``(1, patch_size)`` → ``n_rois × n_time_patches``
+  tokens, flattened ROI-major: token ``roi * n_time_patches + t``. No cls token.
+* Positional embedding, ``[first half | second half]`` of the channels:
+
+  - first half ``pos_embed_proj.emb_h``: fixed 1-D sin-cos of the time-patch index ``t``;
+  - second half: ``Linear(n_gradients → D/2)`` (``pos_embed_proj.predictor_pos_embed_proj``)
+    of the ROI's connectivity-gradient row, repeated for the ROI's ``n_time_patches``
+    tokens, then min-max scaled to [-1, 1] with one global min and max. (The original
+    hard-codes 10 = 160 / 16 time patches; here it is ``n_frames // patch_size``.)
+
+* Pre-norm ViT blocks (LayerNorm eps 1e-6), final LayerNorm ``norm``.
+* Pooling as in the fine-tuning code (``global_pool=True``): mean over tokens, then
+  ``fc_norm`` = LayerNorm(D, eps 1e-6).
+
+Appended tokens (width D) are added after the positional embedding (they carry none), pass
+through the blocks and ``norm`` and join the mean pooling; masked ones are never attended to
+and never pooled.
+
+ROI order and gradient file
+---------------------------
+The gradient CSV has one row per ROI, **in the same order as the rows of the time series**.
+
+* ``brainjepa-vit-b`` (the released UK Biobank model, configs/ukb_vitb_ep300.yaml): 450 ROIs =
+  Tian Scale III subcortex (50 ROIs, ``Tian_Subcortex_S3_3T``) **followed by** Schaefer-400 in
+  its **17-network** order (the UKB loader ``src/datasets/ukbiobank_scale.py`` reads
+  ``fMRI.Schaefer17n400p`` and concatenates subcortex first). 160 frames: the loader takes an
+  evenly spaced clip of 160 frames out of 480 (every 3rd frame of UKB's 490 at TR 0.735 s) and
+  robust-scales every ROI with training-set median/IQR. The row order of the released
+  ``data/gradient_mapping_450.csv`` is this same 450-ROI order. Supply that file and the
+  checkpoint yourself::
+
+      {"preset": "brainjepa-vit-b", "gradient_path": "/path/gradient_mapping_450.csv",
+       "checkpoint": "/path/jepa-ep300.pth.tar"}
+
+* ``brainjepa-demo``: the 400 Schaefer ROIs in CBIG **17-network** order (the order of the
+  shipped atlas and demo time series) and the shipped real-data gradients
+  ``resource:gradients/schaefer400_17n_gradients.csv``; 48 frames.
+
+To use another atlas, compute its gradients from a group connectivity matrix in the same ROI
+order with :func:`anchorad_core.backbones.gradients.build_gradient_csv` and set
+``gradient_path`` and ``n_rois``.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError, InputDataError
+from ..modality import Modality
+from ..resources import resolve_path
+from .base import BackboneOutput, ModalityBackbone
+from .checkpoints import CheckpointReport, load_checked, read_checkpoint, select_state_dict, strip_prefixes
+from .gradients import load_gradient_csv
+from .registry import register_backbone, register_preset
+from .uniformer3d import DropPath, MaskedSelfAttention, TokenMlp
+
+__all__ = ["BrainJEPABackbone", "GradientPositionalEmbedding", "load_brainjepa_checkpoint", "sincos_1d"]
+
+
+def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
+    """1-D sin-cos embedding ``(M, dim)`` laid out ``[sin | cos]``, frequencies ``1/10000^(i/(dim/2))``.
+
+    Computed in float64 like the original (numpy).
+    """
+    if dim % 2:
+        raise ConfigError(f"sin-cos embedding width must be even, got {dim}")
+    omega = np.arange(dim // 2, dtype=np.float64) / (dim / 2.0)
+    omega = 1.0 / 10000 ** omega
+    out = np.einsum("m,d->md", np.asarray(positions, dtype=np.float64).reshape(-1), omega)
+    return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+
+class PatchEmbed1d(nn.Module):
+    """Conv2d over ``(ROI, time)`` with kernel and stride ``(1, patch_size)``; tokens ROI-major."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=(1, patch_size), stride=(1, patch_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class GradientPositionalEmbedding(nn.Module):
+    """Brain-JEPA's ``GradTs_2dPE`` with ``add_w='mapping'`` (module name ``pos_embed_proj``).
+
+    Parameters
+    ----------
+    n_gradients
+        Columns of the gradient matrix.
+    embed_dim
+        Token width D (even; each half is D/2).
+    n_rois, n_time_patches
+        Token grid.
+    """
+
+    def __init__(self, n_gradients: int, embed_dim: int, n_rois: int, n_time_patches: int) -> None:
+        super().__init__()
+        if embed_dim % 4:
+            raise ConfigError(f"embed_dim must be divisible by 4 for the sin-cos half, got {embed_dim}")
+        self.n_rois, self.n_time_patches = n_rois, n_time_patches
+        time_index = np.tile(np.arange(n_time_patches, dtype=np.float64), n_rois)
+        emb_h = torch.from_numpy(sincos_1d(embed_dim // 2, time_index)).float()
+        #: Fixed sin-cos of the time-patch index, ``(n_rois * n_time_patches, D/2)`` (stored in
+        #: checkpoints, hence a persistent buffer; the original keeps a frozen Parameter).
+        self.register_buffer("emb_h", emb_h)
+        self.predictor_pos_embed_proj = nn.Linear(n_gradients, embed_dim // 2)
+
+    def gradient_rows(self, gradient: torch.Tensor) -> torch.Tensor:
+        """Second half per ROI ``(n_rois, D/2)``, already min-max scaled to [-1, 1].
+
+        Scaling before repeating over time patches gives the same values as the original
+        (which repeats first): the min and max are the same.
+        """
+        rows = self.predictor_pos_embed_proj(gradient).reshape(self.n_rois, -1)
+        return (rows - rows.min()) / (rows.max() - rows.min()) * 2 - 1
+
+    def forward(self, gradient: torch.Tensor) -> torch.Tensor:
+        """``(1, n_rois, n_gradients)`` gradient → ``(1, n_rois * n_time_patches, D)`` embedding."""
+        emb_w = self.gradient_rows(gradient).repeat_interleave(self.n_time_patches, dim=0)
+        return torch.cat([self.emb_h, emb_w], dim=1).unsqueeze(0)
+
+
+class Block(nn.Module):
+    """Pre-norm ViT block with a key mask for appended tokens."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool,
+                 drop: float, attn_drop: float, drop_path: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = MaskedSelfAttention(dim, num_heads, qkv_bias, attn_drop, drop)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = TokenMlp(dim, int(dim * mlp_ratio), drop)
+
+    def forward(self, x: torch.Tensor, key_mask: "torch.Tensor | None" = None) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), key_mask))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+@register_backbone
+class BrainJEPABackbone(ModalityBackbone):
+    """Brain-JEPA encoder for ROI time series.
+
+    Parameters
+    ----------
+    n_rois
+        ROIs (rows of the series and of the gradient CSV).
+    n_frames
+        Time points per series; divisible by ``patch_size``.
+    patch_size
+        Frames per token (16).
+    embed_dim, depth, num_heads, mlp_ratio, qkv_bias
+        ViT size (ViT-B: 768, 12, 12, 4, True).
+    gradient_path
+        Gradient CSV (one row per ROI); a ``resource:`` name, an absolute path, or a path
+        relative to ``base_dir``.
+    drop_rate, attn_drop_rate, drop_path_rate
+        Dropout rates (0 in the released configs).
+    checkpoint
+        Optional Brain-JEPA checkpoint loaded by :meth:`from_config`.
+    checkpoint_key
+        Entry of the checkpoint holding the encoder (``"target_encoder"``, as the original
+        downstream code uses).
+    base_dir
+        Folder relative ``gradient_path`` values refer to (not part of the config).
+    """
+
+    modality = Modality.FMRI
+    family = "brainjepa"
+    lora_target_modules = r"(?:.*\.)?blocks\.\d+\.attn\.(?:qkv|proj)"
+    phase2_trainable_modules: list[str] = []
+
+    def __init__(
+        self,
+        n_rois: int = 450,
+        n_frames: int = 160,
+        patch_size: int = 16,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        gradient_path: "str | None" = None,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        checkpoint: "str | None" = None,
+        checkpoint_key: str = "target_encoder",
+        base_dir: "Path | None" = None,
+    ) -> None:
+        super().__init__()
+        self.n_rois, self.n_frames, self.patch_size = int(n_rois), int(n_frames), int(patch_size)
+        self.embed_dim, self.depth, self.num_heads = int(embed_dim), int(depth), int(num_heads)
+        self.mlp_ratio, self.qkv_bias = float(mlp_ratio), bool(qkv_bias)
+        self.drop_rate, self.attn_drop_rate, self.drop_path_rate = (
+            float(drop_rate), float(attn_drop_rate), float(drop_path_rate))
+        self.checkpoint, self.checkpoint_key = checkpoint, checkpoint_key
+        if self.n_frames <= 0 or self.n_frames % self.patch_size:
+            raise ConfigError(f"n_frames ({n_frames}) must be a positive multiple of patch_size ({patch_size})")
+        if self.embed_dim % self.num_heads:
+            raise ConfigError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        if gradient_path is None:
+            raise ConfigError(
+                "brainjepa needs gradient_path: a headerless CSV with one row of connectivity "
+                "gradients per ROI, in the ROI order of the time series (the released model "
+                "expects Brain-JEPA's data/gradient_mapping_450.csv)")
+        self.gradient_path = str(gradient_path)
+        self._gradient_file = resolve_path(self.gradient_path, base_dir)
+        gradient = load_gradient_csv(self._gradient_file)
+        if gradient.shape[1] != self.n_rois:
+            raise ConfigError(
+                f"gradient CSV has {gradient.shape[1]} rows but the backbone is configured for "
+                f"{self.n_rois} ROIs", self._gradient_file)
+        #: The gradient matrix ``(1, n_rois, n_gradients)``; not in the state dict (as upstream).
+        self.register_buffer("gradient", gradient, persistent=False)
+
+        self.n_time_patches = self.n_frames // self.patch_size
+        self.patch_embed = PatchEmbed1d(self.patch_size, 1, self.embed_dim)
+        self.pos_embed_proj = GradientPositionalEmbedding(
+            gradient.shape[2], self.embed_dim, self.n_rois, self.n_time_patches)
+        dpr = torch.linspace(0, self.drop_path_rate, self.depth).tolist()
+        self.blocks = nn.ModuleList(
+            Block(self.embed_dim, self.num_heads, self.mlp_ratio, self.qkv_bias,
+                  self.drop_rate, self.attn_drop_rate, dpr[i]) for i in range(self.depth))
+        self.norm = nn.LayerNorm(self.embed_dim, eps=1e-6)
+        self.fc_norm = nn.LayerNorm(self.embed_dim, eps=1e-6)
+        self._init_weights()
+
+    def _init_weights(self, std: float = 0.02) -> None:
+        """The original initialisation (trunc-normal 0.02, zero biases, depth-rescaled outputs)."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                nn.init.trunc_normal_(module.weight, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        with torch.no_grad():
+            for layer_id, block in enumerate(self.blocks, start=1):
+                block.attn.proj.weight.div_(np.sqrt(2.0 * layer_id))
+                block.mlp.fc2.weight.div_(np.sqrt(2.0 * layer_id))
+
+    # ------------------------------------------------------------------ interface
+
+    @property
+    def width(self) -> int:
+        return self.embed_dim
+
+    @property
+    def num_tokens(self) -> int:
+        """Own tokens per sample: ``n_rois * n_frames // patch_size``."""
+        return self.n_rois * self.n_time_patches
+
+    def token_grid(self) -> tuple[int, int]:
+        """``(n_rois, n_time_patches)``; token ``i`` is ROI ``i // n_time_patches``, patch ``i % n_time_patches``."""
+        return self.n_rois, self.n_time_patches
+
+    def collate(self, samples: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """Stack ``(n_rois, n_frames)`` series into ``{"series": (B, 1, n_rois, n_frames)}``."""
+        if len(samples) == 0:
+            raise InputDataError("cannot collate an empty list of fMRI series")
+        expected = (self.n_rois, self.n_frames)
+        arrays = []
+        for i, sample in enumerate(samples):
+            arr = np.asarray(sample.detach().cpu() if isinstance(sample, torch.Tensor) else sample,
+                             dtype=np.float32)
+            if arr.shape != expected:
+                raise InputDataError(
+                    f"fMRI series {i} has shape {arr.shape}; this backbone expects (ROI, time) = "
+                    f"{expected} (crop or resample the series in preprocessing)")
+            if not np.isfinite(arr).all():
+                raise InputDataError(f"fMRI series {i} contains NaN or infinite values")
+            arrays.append(arr)
+        return {"series": torch.from_numpy(np.stack(arrays)[:, None])}
+
+    def positional_embedding(self) -> torch.Tensor:
+        """``(1, num_tokens, D)`` positional embedding added to the patch tokens."""
+        return self.pos_embed_proj(self.gradient)
+
+    def encode(
+        self,
+        series: torch.Tensor,
+        extra_tokens: "torch.Tensor | None" = None,
+        extra_mask: "torch.Tensor | None" = None,
+    ) -> "tuple[torch.Tensor, torch.Tensor | None]":
+        """The original encoder forward: ``(B, num_tokens, D)`` tokens after ``norm``.
+
+        Returns the own tokens and the appended tokens after ``norm`` (``None`` without
+        them; masked ones are zeroed).
+        """
+        if series.ndim != 4 or tuple(series.shape[1:]) != (1, self.n_rois, self.n_frames):
+            raise InputDataError(
+                f"expected a (B, 1, {self.n_rois}, {self.n_frames}) series tensor, got {tuple(series.shape)}")
+        x = self.patch_embed(series)
+        x = x + self.positional_embedding()
+        n = x.shape[1]
+        valid = None
+        key_mask = None
+        if extra_tokens is not None:
+            if extra_tokens.ndim != 3 or extra_tokens.shape[0] != x.shape[0] or extra_tokens.shape[2] != self.width:
+                raise ValueError(
+                    f"extra_tokens must be (B={x.shape[0]}, E, {self.width}), got {tuple(extra_tokens.shape)}")
+            valid = _valid_mask(extra_mask, extra_tokens.shape[:2], x.device)
+            if bool(valid.any()):
+                x = torch.cat([x, extra_tokens.to(x.dtype)], dim=1)
+                if not bool(valid.all()):
+                    key_mask = torch.cat([torch.ones(x.shape[0], n, dtype=torch.bool, device=x.device), valid], 1)
+        for block in self.blocks:
+            x = block(x, key_mask)
+        x = self.norm(x)
+        if extra_tokens is None:
+            return x, None
+        if x.shape[1] == n:  # every appended token was masked: they were left out entirely
+            return x, x.new_zeros(extra_tokens.shape[0], extra_tokens.shape[1], self.width)
+        return x[:, :n], x[:, n:].masked_fill(~valid[..., None], 0.0)
+
+    def forward(
+        self,
+        batch: dict[str, torch.Tensor],
+        extra_tokens: "torch.Tensor | None" = None,
+        extra_mask: "torch.Tensor | None" = None,
+    ) -> BackboneOutput:
+        """Encode ``batch["series"]``; ``pooled`` = ``fc_norm``(mean of own + valid appended tokens)."""
+        tokens, extra = self.encode(batch["series"], extra_tokens, extra_mask)
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        if extra is None:
+            mean = tokens.mean(dim=1)
+        else:
+            valid = _valid_mask(extra_mask, extra.shape[:2], tokens.device)
+            if not bool(valid.any()):
+                mean = tokens.mean(dim=1)
+            else:
+                weights = valid.to(tokens.dtype)[..., None]
+                mean = (tokens.sum(dim=1) + (extra * weights).sum(dim=1)) / (tokens.shape[1] + weights.sum(dim=1))
+        return BackboneOutput(tokens=tokens, mask=mask, pooled=self.fc_norm(mean), extra=extra)
+
+    # ------------------------------------------------------------------ config
+
+    @classmethod
+    def from_config(
+        cls, config: dict[str, Any], base_dir: "Path | None" = None, load_weights: bool = True
+    ) -> "BrainJEPABackbone":
+        kwargs = {k: v for k, v in config.items() if k != "family"}
+        try:
+            model = cls(**kwargs, base_dir=base_dir)
+        except TypeError as exc:
+            raise ConfigError(f"bad brainjepa config: {exc}") from None
+        if load_weights and model.checkpoint:
+            load_brainjepa_checkpoint(model, resolve_path(model.checkpoint, base_dir), key=model.checkpoint_key)
+        return model
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "n_rois": self.n_rois,
+            "n_frames": self.n_frames,
+            "patch_size": self.patch_size,
+            "embed_dim": self.embed_dim,
+            "depth": self.depth,
+            "num_heads": self.num_heads,
+            "mlp_ratio": self.mlp_ratio,
+            "qkv_bias": self.qkv_bias,
+            "gradient_path": self.gradient_path,
+            "drop_rate": self.drop_rate,
+            "attn_drop_rate": self.attn_drop_rate,
+            "drop_path_rate": self.drop_path_rate,
+            "checkpoint": self.checkpoint,
+            "checkpoint_key": self.checkpoint_key,
+        }
+
+    def export_files(self, directory: Path) -> dict[str, Any]:
+        """Copy the gradient CSV into ``directory``; returns ``{"gradient_path": <file name>}``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        name = "brainjepa_gradients.csv"
+        target = directory / name
+        if target.resolve() != self._gradient_file.resolve():
+            tmp = directory / (name + ".part")
+            shutil.copyfile(self._gradient_file, tmp)
+            tmp.replace(target)
+        return {"gradient_path": name}
+
+
+def _valid_mask(extra_mask: "torch.Tensor | None", shape: "tuple[int, ...] | torch.Size",
+                device: torch.device) -> torch.Tensor:
+    if extra_mask is None:
+        return torch.ones(tuple(shape), dtype=torch.bool, device=device)
+    if tuple(extra_mask.shape) != tuple(shape):
+        raise ValueError(f"extra_mask must have shape {tuple(shape)}, got {tuple(extra_mask.shape)}")
+    return extra_mask.to(device=device, dtype=torch.bool)
+
+
+# --------------------------------------------------------------------------- checkpoint
+
+
+def load_brainjepa_checkpoint(
+    model: BrainJEPABackbone, path: "str | Path", key: str = "target_encoder"
+) -> CheckpointReport:
+    """Load a Brain-JEPA checkpoint into ``model`` as the original downstream code does.
+
+    The pretraining file (``src/train.py``) is ``torch.save({"encoder", "predictor",
+    "target_encoder", "opt", "scaler", "epoch", ...})`` with DDP keys ``module.<key>``. The
+    fine-tuning code takes ``checkpoint["target_encoder"]`` (the EMA encoder) and strips the
+    ``module.`` prefix; ``fc_norm`` is not in the file and starts at LayerNorm's (1, 0). A bare
+    state dict or ``.safetensors`` of the bare keys is accepted too, and so is a fine-tuned
+    ``models_vit`` state dict (``encoder.`` prefix; its ``fc_norm`` is loaded and its ``head``
+    skipped).
+
+    ``pos_embed_proj.emb_h`` is a fixed function of the token grid; when the checkpoint was
+    trained on another number of frames it is skipped and the model's own table is kept.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the file, if it cannot be read safely, has no ``key`` entry, or does not fit
+        the architecture (e.g. a gradient file with another number of columns).
+    """
+    path = Path(path)
+    report = CheckpointReport(path=path)
+    raw = select_state_dict(read_checkpoint(path), path, (key,))
+    state: dict[str, torch.Tensor] = {}
+    for name, tensor in raw.items():
+        bare = strip_prefixes(name, ("module.", "encoder."))
+        if bare.startswith("head."):
+            report.skipped[name] = "downstream classification head (not part of the backbone)"
+            continue
+        state[bare] = tensor
+    own = model.state_dict()
+    emb = state.get("pos_embed_proj.emb_h")
+    own_emb = own["pos_embed_proj.emb_h"]
+    if emb is not None and emb.shape[0] != own_emb.shape[0] and emb.shape[1:] == own_emb.shape[1:]:
+        state.pop("pos_embed_proj.emb_h")
+        report.skipped["pos_embed_proj.emb_h"] = "token grid differs; the fixed sin-cos table is recomputed"
+        report.notes.append(
+            f"The checkpoint's positional table covers {emb.shape[0]} tokens, the model "
+            f"{model.num_tokens}; the fixed sin-cos half was recomputed for the model's grid.")
+    proj = state.get("pos_embed_proj.predictor_pos_embed_proj.weight")
+    if proj is not None and proj.shape[1] != model.gradient.shape[2]:
+        raise CheckpointError(
+            f"checkpoint expects {proj.shape[1]} gradient columns but {model._gradient_file.name} "
+            f"has {model.gradient.shape[2]}", path)
+    allowed = ("fc_norm.", "pos_embed_proj.emb_h")
+    report = load_checked(model, state, report, allowed_missing=allowed)
+    if any(k.startswith("fc_norm.") for k in report.left_initialised):
+        report.notes.append("fc_norm starts at LayerNorm's (1, 0), as in the original fine-tuning code.")
+    return report
+
+
+# --------------------------------------------------------------------------- presets
+
+register_preset(
+    "brainjepa-vit-b",
+    {
+        "family": "brainjepa",
+        "n_rois": 450,
+        "n_frames": 160,
+        "patch_size": 16,
+        "embed_dim": 768,
+        "depth": 12,
+        "num_heads": 12,
+        "mlp_ratio": 4.0,
+        "qkv_bias": True,
+        "gradient_path": None,
+        "checkpoint": None,
+        "checkpoint_key": "target_encoder",
+    },
+    "Brain-JEPA ViT-B (450 ROIs = Tian-III 50 subcortical + Schaefer-400, 160 frames → 4500 "
+    "tokens of width 768). Give gradient_path (Brain-JEPA's data/gradient_mapping_450.csv) "
+    "and checkpoint (the released .pth.tar).",
+)
+
+register_preset(
+    "brainjepa-demo",
+    {
+        "family": "brainjepa",
+        "n_rois": 400,
+        "n_frames": 48,
+        "patch_size": 16,
+        "embed_dim": 64,
+        "depth": 2,
+        "num_heads": 4,
+        "mlp_ratio": 4.0,
+        "qkv_bias": True,
+        "gradient_path": "resource:gradients/schaefer400_17n_gradients.csv",
+        "checkpoint": None,
+        "checkpoint_key": "target_encoder",
+    },
+    "Small Brain-JEPA of the same architecture for the CPU demo (Schaefer-400 17-network ROIs, "
+    "48 frames → 1200 tokens of width 64; shipped real HCP-derived gradients); trained from "
+    "scratch at demo time, no pretrained weights.",
+)

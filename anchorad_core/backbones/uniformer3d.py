@@ -1,0 +1,660 @@
+"""BrainMVP's 3-D UniFormer as an sMRI backbone (family ``"uniformer3d"``).
+
+A faithful re-implementation of ``UniFormer`` in ``Downstream/model/uniformer.py`` of
+shaohao011/BrainMVP (commit a466bb2); parameter names equal the original state-dict keys
+(``patch_embed1.proj.weight``, ``blocks3.0.attn.qkv.weight``, ``norm.running_var``...), so a
+bare state dict loads with ``strict=True``. With no appended tokens the output equals the
+original code (checked against recorded outputs in ``tests/fixtures/reference-models``).
+
+Architecture (input ``(B, C, X, Y, Z)``, each spatial size divisible by 16):
+
+* ``x.permute(0, 1, 4, 2, 3)``: the volume is processed as ``(B, C, Z, X, Y)``, which the
+  original code calls ``(D, H, W)``. All stage outputs and the token order use it.
+* Four patch embeddings ``patch_embed1..4``: Conv3d(kernel 2, stride 2) + channel LayerNorm
+  (eps 1e-5). Total stride 16.
+* Stages 1-2 (``blocks1``, ``blocks2``): convolutional blocks (depthwise 3³ position conv,
+  BatchNorm, 1³ conv → depthwise 5³ conv named ``attn`` → 1³ conv, conv MLP).
+* Stages 3-4 (``blocks3``, ``blocks4``): depthwise 3³ position conv on the 3-D map, then
+  pre-norm multi-head self-attention and MLP blocks (LayerNorm eps 1e-6) on the flattened
+  tokens.
+* Final BatchNorm3d ``norm`` on the stage-4 map only.
+
+Appended tokens (the anchored round's ``H_a``, width ``embed_dim[2]``) join the attention
+stages: in every stage-3 block they are concatenated after the flattened map (so the 3-D
+position conv only ever sees the spatial map), then they are carried to stage 4 by the
+trainable ``extra_bridge`` Linear(``embed_dim[2]`` → ``embed_dim[3]``), take part in the
+stage-4 attention and receive the per-channel affine of the final BatchNorm in its eval form
+(running statistics). Masked appended tokens are never attended to and never pooled.
+
+Token order: stage-4 token ``i`` of an input ``(X, Y, Z)`` sits at
+``(z, x, y) = np.unravel_index(i, token_grid((X, Y, Z)))``, i.e. the grid is
+``(Z/16, X/16, Y/16)``; :meth:`UniFormer3DBackbone.tokens_to_input_grid` turns per-token
+values back into the input's axis order ``(X/16, Y/16, Z/16)``.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError, InputDataError
+from ..modality import Modality
+from ..resources import resolve_path
+from .base import BackboneOutput, ModalityBackbone
+from .checkpoints import CheckpointReport, load_checked, read_checkpoint, select_state_dict, strip_prefixes
+from .registry import register_backbone, register_preset
+
+__all__ = [
+    "UniFormer3DBackbone",
+    "UniFormerStages",
+    "load_brainmvp_checkpoint",
+    "InChannelsRule",
+]
+
+#: How :func:`load_brainmvp_checkpoint` treats ``patch_embed1.proj`` when the model's
+#: ``in_chans`` differs from the checkpoint's.
+InChannelsRule = Literal["skip", "repeat", "error"]
+
+_TOTAL_STRIDE = 16
+
+
+class UniFormerStages(NamedTuple):
+    """All stage outputs, as the original ``UniFormer.forward`` returns them.
+
+    ``x0`` is the permuted input ``(B, C, D, H, W)``; ``x1``-``x3`` are the unnormalised
+    stage outputs; ``x4`` is the stage-4 output after the final BatchNorm ``norm``.
+    Unpacks like the original: ``x0, x1, x2, x3, x4 = model.forward_stages(image)``.
+    """
+
+    x0: torch.Tensor
+    x1: torch.Tensor
+    x2: torch.Tensor
+    x3: torch.Tensor
+    x4: torch.Tensor
+
+
+# --------------------------------------------------------------------------- layers
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (identity in eval or with ``drop_prob == 0``)."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = float(drop_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        return x.div(keep) * torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
+
+
+class PatchEmbed3d(nn.Module):
+    """Conv3d(kernel 2, stride 2) then LayerNorm (eps 1e-5) over channels at every voxel."""
+
+    def __init__(self, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=2, stride=2)
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x)
+        b, c, d, h, w = x.shape
+        x = self.norm(x.flatten(2).transpose(1, 2))
+        # The permuted view is already in channels-last order: keep it that way. Same values
+        # as the original ``.contiguous()``, but the depthwise 3-D convolutions that follow
+        # run several times faster on CPU in this layout (mostly their backward pass).
+        return x.reshape(b, d, h, w, c).permute(0, 4, 1, 2, 3).contiguous(memory_format=torch.channels_last_3d)
+
+
+class ConvMlp(nn.Module):
+    """1³ conv → GELU → 1³ conv (stages 1-2)."""
+
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv3d(dim, hidden, 1)
+        self.act = nn.GELU()
+        self.fc2 = nn.Conv3d(hidden, dim, 1)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class ConvBlock(nn.Module):
+    """UniFormer's convolutional block (``CBlock``) of stages 1-2.
+
+    ``attn`` is a depthwise 5³ convolution (local aggregation), not an attention layer.
+    """
+
+    def __init__(self, dim: int, mlp_ratio: float, drop: float, drop_path: float) -> None:
+        super().__init__()
+        self.pos_embed = nn.Conv3d(dim, dim, 3, padding=1, groups=dim)
+        self.norm1 = nn.BatchNorm3d(dim)
+        self.conv1 = nn.Conv3d(dim, dim, 1)
+        self.conv2 = nn.Conv3d(dim, dim, 1)
+        self.attn = nn.Conv3d(dim, dim, 5, padding=2, groups=dim)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.BatchNorm3d(dim)
+        self.mlp = ConvMlp(dim, int(dim * mlp_ratio), drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.pos_embed(x)
+        x = x + self.drop_path(self.conv2(self.attn(self.conv1(self.norm1(x)))))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class TokenMlp(nn.Module):
+    """Linear → GELU → Linear on tokens."""
+
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class MaskedSelfAttention(nn.Module):
+    """Multi-head self-attention (``qkv`` and ``proj`` Linear) with an optional key mask.
+
+    Parameters
+    ----------
+    key_mask (forward)
+        ``(B, N)`` bool, ``True`` where a token may be attended to; ``None`` = all.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool, attn_drop: float, proj_drop: float) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ConfigError(f"width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = float(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor, key_mask: "torch.Tensor | None" = None) -> torch.Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        x = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale
+        )
+        x = x.transpose(1, 2).reshape(b, n, c)
+        return self.proj_drop(self.proj(x))
+
+
+class AttentionBlock(nn.Module):
+    """UniFormer's self-attention block (``SABlock``) of stages 3-4, with appended tokens."""
+
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool,
+        drop: float, attn_drop: float, drop_path: float,
+    ) -> None:
+        super().__init__()
+        self.pos_embed = nn.Conv3d(dim, dim, 3, padding=1, groups=dim)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = MaskedSelfAttention(dim, num_heads, qkv_bias, attn_drop, drop)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = TokenMlp(dim, int(dim * mlp_ratio), drop)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        extra: "torch.Tensor | None" = None,
+        key_mask: "torch.Tensor | None" = None,
+    ) -> "tuple[torch.Tensor, torch.Tensor | None]":
+        """``x`` ``(B, C, D, H, W)``; ``extra`` ``(B, E, C)``; ``key_mask`` ``(B, D·H·W + E)``."""
+        x = x + self.pos_embed(x)
+        b, c, d, h, w = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        n = tokens.shape[1]
+        if extra is not None:
+            tokens = torch.cat([tokens, extra], dim=1)
+        tokens = tokens + self.drop_path(self.attn(self.norm1(tokens), key_mask))
+        tokens = tokens + self.drop_path(self.mlp(self.norm2(tokens)))
+        spatial = tokens[:, :n].transpose(1, 2).reshape(b, c, d, h, w)
+        return spatial, (tokens[:, n:] if extra is not None else None)
+
+
+# --------------------------------------------------------------------------- backbone
+
+
+@register_backbone
+class UniFormer3DBackbone(ModalityBackbone):
+    """BrainMVP 3-D UniFormer encoder for T1 volumes.
+
+    Parameters
+    ----------
+    depth
+        Blocks per stage (4 values).
+    embed_dim
+        Width per stage (4 values); stage ``i`` has ``embed_dim[i] // head_dim`` heads.
+    head_dim
+        Width of one attention head.
+    mlp_ratio
+        Hidden width of the MLPs relative to the stage width.
+    qkv_bias
+        Bias on the ``qkv`` projections.
+    in_chans
+        Input channels (1 for a T1 volume; BrainMVP pretraining used 1).
+    img_size
+        Edge of the cubic input that :meth:`collate` accepts; divisible by 16.
+    drop_rate, attn_drop_rate, drop_path_rate
+        Dropout, attention dropout and stochastic-depth rate (0 in the reference).
+    checkpoint
+        Optional path of a BrainMVP checkpoint loaded by :meth:`from_config`.
+    in_channels_rule
+        Rule for the first conv when the checkpoint's input channels differ (see
+        :func:`load_brainmvp_checkpoint`).
+    """
+
+    modality = Modality.SMRI
+    family = "uniformer3d"
+    #: Only the Linear projections of the attention stages (stage 1-2 ``attn`` is a Conv3d).
+    lora_target_modules = r"(?:.*\.)?blocks[34]\.\d+\.attn\.(?:qkv|proj)"
+    phase2_trainable_modules = ["extra_bridge"]
+
+    def __init__(
+        self,
+        depth: Sequence[int] = (3, 4, 8, 3),
+        embed_dim: Sequence[int] = (64, 128, 320, 512),
+        head_dim: int = 64,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        in_chans: int = 1,
+        img_size: int = 96,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        checkpoint: "str | None" = None,
+        in_channels_rule: InChannelsRule = "skip",
+    ) -> None:
+        super().__init__()
+        depth, embed_dim = [int(v) for v in depth], [int(v) for v in embed_dim]
+        if len(depth) != 4 or len(embed_dim) != 4:
+            raise ConfigError(f"depth and embed_dim need 4 values each, got {depth} and {embed_dim}")
+        if int(img_size) <= 0 or int(img_size) % _TOTAL_STRIDE:
+            raise ConfigError(f"img_size must be a positive multiple of 16, got {img_size}")
+        for dim in embed_dim[2:]:
+            if dim % int(head_dim):
+                raise ConfigError(f"stage width {dim} is not divisible by head_dim {head_dim}")
+        if in_channels_rule not in ("skip", "repeat", "error"):
+            raise ConfigError(f"in_channels_rule must be 'skip', 'repeat' or 'error', got {in_channels_rule!r}")
+        self.depth, self.embed_dim = depth, embed_dim
+        self.head_dim, self.mlp_ratio, self.qkv_bias = int(head_dim), float(mlp_ratio), bool(qkv_bias)
+        self.in_chans, self.img_size = int(in_chans), int(img_size)
+        self.drop_rate, self.attn_drop_rate, self.drop_path_rate = (
+            float(drop_rate), float(attn_drop_rate), float(drop_path_rate))
+        self.checkpoint = checkpoint
+        self.in_channels_rule: InChannelsRule = in_channels_rule
+
+        self.patch_embed1 = PatchEmbed3d(self.in_chans, embed_dim[0])
+        self.patch_embed2 = PatchEmbed3d(embed_dim[0], embed_dim[1])
+        self.patch_embed3 = PatchEmbed3d(embed_dim[1], embed_dim[2])
+        self.patch_embed4 = PatchEmbed3d(embed_dim[2], embed_dim[3])
+        self.pos_drop = nn.Dropout(self.drop_rate)
+        dpr = torch.linspace(0, self.drop_path_rate, sum(depth)).tolist()
+        start = np.cumsum([0] + depth).tolist()
+        self.blocks1 = nn.ModuleList(
+            ConvBlock(embed_dim[0], self.mlp_ratio, self.drop_rate, dpr[start[0] + i]) for i in range(depth[0]))
+        self.blocks2 = nn.ModuleList(
+            ConvBlock(embed_dim[1], self.mlp_ratio, self.drop_rate, dpr[start[1] + i]) for i in range(depth[1]))
+        self.blocks3 = nn.ModuleList(
+            AttentionBlock(embed_dim[2], embed_dim[2] // self.head_dim, self.mlp_ratio, self.qkv_bias,
+                           self.drop_rate, self.attn_drop_rate, dpr[start[2] + i]) for i in range(depth[2]))
+        self.blocks4 = nn.ModuleList(
+            AttentionBlock(embed_dim[3], embed_dim[3] // self.head_dim, self.mlp_ratio, self.qkv_bias,
+                           self.drop_rate, self.attn_drop_rate, dpr[start[3] + i]) for i in range(depth[3]))
+        self.norm = nn.BatchNorm3d(embed_dim[3])
+        #: Carries appended tokens from stage 3 to stage 4 (new; trains in phase 2).
+        self.extra_bridge = nn.Linear(embed_dim[2], embed_dim[3])
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        # The original initialiser (Kaiming fan-out for convs, zero conv biases).
+        if isinstance(module, nn.Conv3d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    # ------------------------------------------------------------------ interface
+
+    @property
+    def width(self) -> int:
+        return self.embed_dim[3]
+
+    @property
+    def extra_token_width(self) -> int:
+        return self.embed_dim[2]
+
+    def token_grid(self, input_shape: "Sequence[int] | None" = None) -> tuple[int, int, int]:
+        """Stage-4 token grid ``(d, h, w)`` for an input of spatial shape ``(X, Y, Z)``.
+
+        Because of the original axis permutation, ``(d, h, w) = (Z/16, X/16, Y/16)`` and token
+        ``i`` (C order) sits at ``np.unravel_index(i, (d, h, w))``. Defaults to the
+        ``img_size`` cube.
+        """
+        shape = (self.img_size,) * 3 if input_shape is None else tuple(int(s) for s in input_shape)[-3:]
+        if any(s % _TOTAL_STRIDE for s in shape):
+            raise InputDataError(f"every spatial size must be divisible by 16, got {shape}")
+        x, y, z = (s // _TOTAL_STRIDE for s in shape)
+        return z, x, y
+
+    def tokens_to_input_grid(self, values: torch.Tensor, input_shape: "Sequence[int] | None" = None) -> torch.Tensor:
+        """Reshape per-token values ``(..., N4)`` to the input's axis order ``(..., X/16, Y/16, Z/16)``."""
+        d, h, w = self.token_grid(input_shape)
+        grid = values.reshape(*values.shape[:-1], d, h, w)
+        return grid.movedim(-3, -1)
+
+    def collate(self, samples: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """Stack ``(X, Y, Z)`` volumes (``img_size`` cubes) into ``{"image": (B, 1, X, Y, Z)}``."""
+        if len(samples) == 0:
+            raise InputDataError("cannot collate an empty list of sMRI volumes")
+        expected = (self.img_size,) * 3
+        arrays = []
+        for i, sample in enumerate(samples):
+            arr = np.asarray(sample.detach().cpu() if isinstance(sample, torch.Tensor) else sample,
+                             dtype=np.float32)
+            if arr.shape != expected:
+                raise InputDataError(
+                    f"sMRI volume {i} has shape {arr.shape}; this backbone expects {expected} "
+                    f"(preprocess to an img_size cube)")
+            if not np.isfinite(arr).all():
+                raise InputDataError(f"sMRI volume {i} contains NaN or infinite values")
+            arrays.append(arr)
+        image = torch.from_numpy(np.stack(arrays)[:, None])
+        if self.in_chans != 1:
+            image = image.expand(-1, self.in_chans, -1, -1, -1).contiguous()
+        return {"image": image}
+
+    def forward(
+        self,
+        batch: dict[str, torch.Tensor],
+        extra_tokens: "torch.Tensor | None" = None,
+        extra_mask: "torch.Tensor | None" = None,
+    ) -> BackboneOutput:
+        """Encode ``batch["image"]`` ``(B, C, X, Y, Z)``; see the module docstring for extras."""
+        image = batch["image"]
+        stages, extra = self._encode(image, extra_tokens, extra_mask)
+        tokens = stages.x4.flatten(2).transpose(1, 2)
+        b, n, _ = tokens.shape
+        mask = torch.ones(b, n, dtype=torch.bool, device=tokens.device)
+        if extra is None:
+            return BackboneOutput(tokens=tokens, mask=mask, pooled=tokens.mean(dim=1), extra=None)
+        valid = _valid_mask(extra_mask, extra.shape[:2], extra.device)
+        pooled = _pool_with_extras(tokens, extra, valid)
+        return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=extra)
+
+    def forward_stages(self, image: torch.Tensor) -> UniFormerStages:
+        """The original ``UniFormer.forward``: ``(x0, x1, x2, x3, x4)`` for ``(B, C, X, Y, Z)``.
+
+        (The original calls the input axes ``(B, C, H, W, D)``.)
+        """
+        return self._encode(image)[0]
+
+    def _encode(
+        self,
+        image: torch.Tensor,
+        extra_tokens: "torch.Tensor | None" = None,
+        extra_mask: "torch.Tensor | None" = None,
+    ) -> "tuple[UniFormerStages, torch.Tensor | None]":
+        """Stage outputs plus the appended tokens after stage 4 and the final norm.
+
+        ``extra_tokens`` ``(B, E, embed_dim[2])`` join the attention stages; ``extra_mask``
+        ``(B, E)`` bool is ``True`` for real tokens (``None``: all real). Masked appended tokens
+        come back as zeros.
+        """
+        if image.ndim != 5:
+            raise InputDataError(f"expected a (B, C, X, Y, Z) image tensor, got shape {tuple(image.shape)}")
+        x0 = image.permute(0, 1, 4, 2, 3)
+        extra, valid = self._prepare_extras(extra_tokens, extra_mask, x0)
+        # with every appended token masked there is nothing to attend to: run without them
+        extra_in = extra if extra is not None and bool(valid.any()) else None
+
+        x1 = self.pos_drop(self.patch_embed1(x0))
+        for blk in self.blocks1:
+            x1 = blk(x1)
+        x2 = self.patch_embed2(x1)
+        for blk in self.blocks2:
+            x2 = blk(x2)
+
+        x3 = self.patch_embed3(x2)
+        key_mask = _key_mask(x3, extra_in, valid)
+        for blk in self.blocks3:
+            x3, extra_in = blk(x3, extra_in, key_mask)
+
+        x4 = self.patch_embed4(x3)
+        if extra_in is not None:
+            extra_in = self.extra_bridge(extra_in)
+        key_mask = _key_mask(x4, extra_in, valid)
+        for blk in self.blocks4:
+            x4, extra_in = blk(x4, extra_in, key_mask)
+        x4 = self.norm(x4)
+
+        extra_out = None
+        if extra is not None:
+            if extra_in is None:
+                extra_out = x4.new_zeros(extra.shape[0], extra.shape[1], self.width)
+            else:
+                extra_out = F.batch_norm(
+                    extra_in.transpose(1, 2), self.norm.running_mean, self.norm.running_var,
+                    self.norm.weight, self.norm.bias, training=False, eps=self.norm.eps,
+                ).transpose(1, 2)
+                extra_out = extra_out.masked_fill(~valid[..., None], 0.0)
+        return UniFormerStages(x0, x1, x2, x3, x4), extra_out
+
+    def _prepare_extras(
+        self, extra_tokens: "torch.Tensor | None", extra_mask: "torch.Tensor | None", ref: torch.Tensor
+    ) -> "tuple[torch.Tensor | None, torch.Tensor | None]":
+        if extra_tokens is None:
+            return None, None
+        expected = (ref.shape[0], self.extra_token_width)
+        if extra_tokens.ndim != 3 or (extra_tokens.shape[0], extra_tokens.shape[2]) != expected:
+            raise ValueError(
+                f"extra_tokens must be (B={expected[0]}, E, {expected[1]}), got {tuple(extra_tokens.shape)}")
+        extra = extra_tokens.to(dtype=ref.dtype)
+        valid = _valid_mask(extra_mask, extra.shape[:2], extra.device)
+        return extra, valid
+
+    # ------------------------------------------------------------------ config
+
+    @classmethod
+    def from_config(
+        cls, config: dict[str, Any], base_dir: "Path | None" = None, load_weights: bool = True
+    ) -> "UniFormer3DBackbone":
+        kwargs = {k: v for k, v in config.items() if k != "family"}
+        try:
+            model = cls(**kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"bad uniformer3d config: {exc}") from None
+        if load_weights and model.checkpoint:
+            load_brainmvp_checkpoint(model, resolve_path(model.checkpoint, base_dir),
+                                     in_channels_rule=model.in_channels_rule)
+        return model
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "depth": list(self.depth),
+            "embed_dim": list(self.embed_dim),
+            "head_dim": self.head_dim,
+            "mlp_ratio": self.mlp_ratio,
+            "qkv_bias": self.qkv_bias,
+            "in_chans": self.in_chans,
+            "img_size": self.img_size,
+            "drop_rate": self.drop_rate,
+            "attn_drop_rate": self.attn_drop_rate,
+            "drop_path_rate": self.drop_path_rate,
+            "checkpoint": self.checkpoint,
+            "in_channels_rule": self.in_channels_rule,
+        }
+
+
+def _valid_mask(extra_mask: "torch.Tensor | None", shape: "tuple[int, ...] | torch.Size",
+                device: torch.device) -> torch.Tensor:
+    if extra_mask is None:
+        return torch.ones(tuple(shape), dtype=torch.bool, device=device)
+    if tuple(extra_mask.shape) != tuple(shape):
+        raise ValueError(f"extra_mask must have shape {tuple(shape)}, got {tuple(extra_mask.shape)}")
+    return extra_mask.to(device=device, dtype=torch.bool)
+
+
+def _key_mask(x: torch.Tensor, extra: "torch.Tensor | None", valid: "torch.Tensor | None") -> "torch.Tensor | None":
+    """``(B, N + E)`` key mask, or ``None`` when every token may be attended to."""
+    if extra is None or valid is None or bool(valid.all()):
+        return None
+    n = math.prod(x.shape[2:])
+    spatial = torch.ones(x.shape[0], n, dtype=torch.bool, device=valid.device)
+    return torch.cat([spatial, valid], dim=1)
+
+
+def _pool_with_extras(tokens: torch.Tensor, extra: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean over all own tokens and the valid appended tokens."""
+    if not bool(valid.any()):
+        return tokens.mean(dim=1)
+    weights = valid.to(tokens.dtype)[..., None]
+    total = tokens.sum(dim=1) + (extra * weights).sum(dim=1)
+    count = tokens.shape[1] + weights.sum(dim=1)
+    return total / count
+
+
+# --------------------------------------------------------------------------- checkpoint
+
+
+def load_brainmvp_checkpoint(
+    model: UniFormer3DBackbone,
+    path: "str | Path",
+    in_channels_rule: "InChannelsRule | None" = None,
+) -> CheckpointReport:
+    """Load a BrainMVP pretraining checkpoint into ``model``, like the original downstream code.
+
+    The file is ``torch.save({"state_dict": {...}, ...})`` with keys
+    ``module.encoder.uniformer.<key>`` (a bare state dict or a ``.safetensors`` file of the
+    bare keys also works). Steps:
+
+    1. read with ``weights_only=True`` (a pickle carrying code is refused);
+    2. strip the ``module.`` / ``encoder.`` / ``uniformer.`` prefixes;
+    3. skip the pretraining-only entries ``decoder.*`` and ``rep_template``;
+    4. apply ``in_channels_rule`` to ``patch_embed1.proj`` when the checkpoint's input
+       channels differ from ``model.in_chans``:
+
+       * ``"skip"`` (default; what ``Downstream/train_script.py`` does): leave the first conv
+         (weight and bias) at its initial values; ``patch_embed1.norm`` is still loaded.
+       * ``"repeat"``: adapt the kernel: summed over the checkpoint's channels when the model
+         has 1 channel, else tiled over the model's channels and scaled by
+         ``ckpt_in / model_in``, so an image copied into every channel gives the original
+         response.
+       * ``"error"``: raise :class:`CheckpointError`.
+
+       With equal channels the conv is loaded as is;
+    5. check every remaining name and shape (``extra_bridge`` may be missing: it is new).
+
+    Returns
+    -------
+    CheckpointReport
+        What was loaded, skipped and left at its initial values.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the file, if it cannot be read safely or does not fit the architecture.
+    """
+    path = Path(path)
+    rule = in_channels_rule or model.in_channels_rule
+    report = CheckpointReport(path=path)
+    raw = select_state_dict(read_checkpoint(path), path, ("state_dict", "model", "encoder"))
+    state: dict[str, torch.Tensor] = {}
+    for key, tensor in raw.items():
+        bare = strip_prefixes(key, ("module.", "encoder.", "uniformer."))
+        if bare.startswith("decoder.") or bare == "rep_template" or bare.startswith("rep_template."):
+            report.skipped[key] = "pretraining decoder / template (not part of the encoder)"
+            continue
+        state[bare] = tensor
+
+    weight_key, bias_key = "patch_embed1.proj.weight", "patch_embed1.proj.bias"
+    if weight_key in state:
+        ckpt_in, model_in = state[weight_key].shape[1], model.in_chans
+        if ckpt_in != model_in:
+            if rule == "error":
+                raise CheckpointError(
+                    f"checkpoint has {ckpt_in} input channel(s), the model {model_in} "
+                    f"(in_channels_rule='error')", path)
+            if rule == "skip":
+                for key in (weight_key, bias_key):
+                    if key in state:
+                        state.pop(key)
+                        report.skipped[key] = f"input channels differ ({ckpt_in} vs {model_in}); rule 'skip'"
+                report.notes.append(
+                    f"patch_embed1.proj kept its initial values (checkpoint has {ckpt_in} input "
+                    f"channel(s), model {model_in}), as the original downstream code does.")
+            else:
+                state[weight_key] = _adapt_input_conv(state[weight_key], model_in)
+                report.notes.append(
+                    f"patch_embed1.proj adapted from {ckpt_in} to {model_in} input channel(s) (rule 'repeat').")
+    allowed = ("extra_bridge.",)
+    if rule == "skip":
+        allowed += (weight_key, bias_key)
+    return load_checked(model, state, report, allowed_missing=allowed)
+
+
+def _adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """Change the input channels of a conv kernel ``(out, in, k, k, k)`` (timm's rule)."""
+    ckpt_in = weight.shape[1]
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = math.ceil(in_chans / ckpt_in)
+    tiled = weight.repeat(1, repeats, 1, 1, 1)[:, :in_chans]
+    return tiled * (ckpt_in / in_chans)
+
+
+# --------------------------------------------------------------------------- presets
+
+register_preset(
+    "brainmvp-uniformer-s",
+    {
+        "family": "uniformer3d",
+        "depth": [3, 4, 8, 3],
+        "embed_dim": [64, 128, 320, 512],
+        "head_dim": 64,
+        "mlp_ratio": 4.0,
+        "qkv_bias": True,
+        "in_chans": 1,
+        "img_size": 96,
+        "checkpoint": None,
+    },
+    "BrainMVP UniFormer-S (3-D, 96³ T1 → 6³ = 216 tokens of width 512). Give the released "
+    "checkpoint as {'preset': 'brainmvp-uniformer-s', 'checkpoint': '/path/BrainMVP_uniformer.pt'}.",
+)
+
+register_preset(
+    "brainmvp-demo",
+    {
+        "family": "uniformer3d",
+        "depth": [1, 1, 2, 1],
+        "embed_dim": [8, 16, 32, 48],
+        "head_dim": 16,
+        "mlp_ratio": 4.0,
+        "qkv_bias": True,
+        "in_chans": 1,
+        "img_size": 64,
+        "checkpoint": None,
+    },
+    "Small UniFormer of the same architecture for the CPU demo (64³ T1 → 4³ = 64 tokens of "
+    "width 48); trained from scratch at demo time, no pretrained weights.",
+)

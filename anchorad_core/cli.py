@@ -1,0 +1,254 @@
+"""The ``anchorad`` command. Every sub-command calls the same public API as the GUI.
+
+Errors in the user's input print one line (``anchorad: error: <file>: <problem>``) and exit
+with status 2; no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import AnchorADError, CancelledError, ConfigError
+from .progress import Progress, TqdmSink
+
+RESEARCH_ONLY = "AnchorAD is a research tool, not a medical device: never use it for clinical diagnosis."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``anchorad`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    sink = TqdmSink(disable=getattr(args, "json", False) or not sys.stderr.isatty() and False)
+    progress = Progress(sink)
+    try:
+        return int(args.handler(args, progress) or 0)
+    except CancelledError:
+        print("anchorad: cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("anchorad: interrupted", file=sys.stderr)
+        return 130
+    except AnchorADError as error:
+        print(f"anchorad: error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        sink.close()
+
+
+# ---------------------------------------------------------------------------- commands
+def _demo_cohort(args: argparse.Namespace, progress: Progress) -> int:
+    from .data import make_demo_cohort
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out}: already exists (use --force to replace it)")
+    info = make_demo_cohort(out, args.subjects, args.seed, overwrite=args.force,
+                            progress=lambda done, total, *_: progress.update("demo cohort", done, total))
+    counts = ", ".join(f"{k} {v}" for k, v in info.labels.items())
+    print(f"wrote a SYNTHETIC demo cohort of {info.n_subjects} subjects ({counts}) to {info.root}")
+    print(f"{len(info.dropped)} subjects lack one modality on purpose; see {info.root / 'README.md'}")
+    return 0
+
+
+def _train(args: argparse.Namespace, progress: Progress) -> int:
+    from .workflows import train_bundle
+
+    config = _config(args)
+    path, result = train_bundle(args.cohort, args.task, args.out, config, progress, args.device, args.force)
+    print(f"bundle written to {path}")
+    for phase, histories in (("phase 1", result.phase1), ("phase 2", result.phase2)):
+        for modality, history in histories.items():
+            print(f"  {phase} {modality:<9} best epoch {history.best_epoch + 1:>2}  "
+                  f"validation loss {history.best_val_loss:.3f}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, progress: Progress) -> int:
+    from .io_utils import json_safe
+    from .training.evaluate import results_table, summarise_rows, write_results
+    from .workflows import evaluate_bundle, evaluate_cohort
+
+    tasks = [t for t in args.task.split(",") if t]
+    if args.bundle:
+        if len(tasks) != 1:
+            raise ConfigError("--bundle scores one task at a time")
+        rows = evaluate_bundle(args.bundle, args.cohort, tasks[0], progress, args.device)
+    else:
+        ablation = [int(x) for x in args.ablation.split(",") if x != ""] if args.ablation else []
+        rows = evaluate_cohort(args.cohort, tasks, _config(args), args.folds, ablation, progress, args.device)
+    summary = summarise_rows(rows)
+    if args.out:
+        paths = write_results(rows, Path(args.out))
+        print(f"results written to {paths['json']} and {paths['csv']}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(json_safe({"folds": rows, "summary": summary}), indent=2))
+    else:
+        print(results_table(summary))
+    return 0
+
+
+def _predict(args: argparse.Namespace, progress: Progress) -> int:
+    from .inference import DiagnosisPipeline
+
+    pipeline = DiagnosisPipeline(args.bundle, device=args.device, dtype=args.dtype)
+    overrides = {}
+    if args.note is not None:
+        overrides["clinical"] = Path(args.note).read_text(encoding="utf-8") if Path(args.note).is_file() else args.note
+    if args.genetics is not None:
+        overrides["genetics"] = args.genetics
+    subject = pipeline.load_subject(args.subject, overrides=overrides or None)
+    diagnosis = pipeline.diagnose(subject, progress)
+    if args.json:
+        print(json.dumps(diagnosis.to_dict(), indent=2))
+    else:
+        print(format_diagnosis(diagnosis.to_dict()))
+    return 0
+
+
+def _demo(args: argparse.Namespace, progress: Progress) -> int:
+    from .workflows import run_demo
+
+    outputs = run_demo(args.out, args.subjects, args.seed, args.task, args.quick, progress=progress,
+                       device=args.device)
+    print()
+    print(f"Results on held-out subjects, task {args.task} (demo cohort: SYNTHETIC subjects on real templates)")
+    print(outputs.table)
+    print()
+    print(format_diagnosis(outputs.prediction))
+    print(f"  (true label of this held-out subject: {outputs.prediction['true_label']})")
+    print()
+    print(f"cohort   {outputs.cohort}")
+    print(f"bundle   {outputs.bundle}")
+    print(f"results  {outputs.results['json']}  {outputs.results['csv']}")
+    if outputs.report is not None:
+        print(f"report   {outputs.report}")
+    print(f"time     {outputs.seconds['total']:.0f} s")
+    print(RESEARCH_ONLY)
+    return 0
+
+
+def _backbones(args: argparse.Namespace, progress: Progress) -> int:
+    from .backbones.inventory import backbone_inventory, format_inventory
+
+    rows = backbone_inventory()
+    print(json.dumps(rows, indent=2) if args.json else format_inventory(rows))
+    return 0
+
+
+# ---------------------------------------------------------------------------- helpers
+def format_diagnosis(result: dict[str, Any]) -> str:
+    """Human-readable summary of a ``Diagnosis.to_dict()``."""
+    labels = result["labels"]
+    lines = [f"Subject {result['subject_id']}: {result['aggregate']['label']} "
+             f"(p = {result['aggregate']['confidence']:.3f}, rule: {result['aggregate']['rule']})"]
+    header = "  round (anchor)   " + "  ".join(f"p({label})".rjust(9) for label in labels) + "   weight"
+    lines.append(header)
+    for r in result["rounds"]:
+        lines.append(f"  {r['anchor']:<16} " + "  ".join(f"{r['probabilities'][l]:9.3f}" for l in labels)
+                     + f"   {r['weight']:.2f}")
+    lines.append("  aggregate        " + "  ".join(f"{result['aggregate']['probabilities'][l]:9.3f}" for l in labels))
+    lines.append(f"  modalities used: {', '.join(result['modalities_used']) or 'none'}; "
+                 f"missing: {', '.join(result['modalities_missing']) or 'none'}")
+    return "\n".join(lines)
+
+
+def _config(args: argparse.Namespace) -> "Any":
+    from .modality import parse_modalities
+    from .training.config import TrainConfig
+
+    if getattr(args, "config", None):
+        path = Path(args.config)
+        try:
+            config = TrainConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError, TypeError) as error:
+            raise ConfigError(f"cannot read training config ({error})", path) from None
+    else:
+        config = TrainConfig.demo(quick=getattr(args, "quick", False))
+    if getattr(args, "modalities", None):
+        config = config.restricted(parse_modalities(args.modalities))
+    if getattr(args, "seed", None) is not None:
+        config.seed = args.seed
+    if getattr(args, "queries", None) is not None:
+        config.num_queries = args.queries
+    return config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anchorad",
+        description="Multi-modal Alzheimer's disease diagnosis by joint adaptation of uni-modal "
+                    "foundation models (research use only).",
+        epilog=RESEARCH_ONLY,
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    def add(name: str, handler: Any, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(handler=handler)
+        return p
+
+    def device(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+
+    def training(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--modalities", help="comma-separated subset of smri,fmri,clinical,genetics")
+        p.add_argument("--quick", action="store_true", help="small, fast configuration (fewer epochs)")
+        p.add_argument("--config", help="training config JSON (TrainConfig.to_dict format)")
+        p.add_argument("--queries", type=int, help="Q-former queries per block N_q (default 16)")
+        p.add_argument("--seed", type=int, help="random seed (default 0)")
+
+    p = add("demo-cohort", _demo_cohort, "write a SYNTHETIC demo cohort built on the shipped real templates")
+    p.add_argument("out", help="cohort folder to create")
+    p.add_argument("--subjects", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace an existing folder")
+
+    p = add("train", _train, "train phase 1 and phase 2 on a cohort and write a model bundle")
+    p.add_argument("--cohort", required=True)
+    p.add_argument("--task", required=True, help="two labels, e.g. NC-AD, NC-MCI, sMCI-pMCI")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle")
+    training(p)
+    device(p)
+
+    p = add("evaluate", _evaluate, "cross-validate all methods and baselines, or score a bundle on a cohort")
+    p.add_argument("--cohort", required=True)
+    p.add_argument("--task", required=True, help="one task or a comma-separated list (one column each)")
+    p.add_argument("--bundle", help="score this trained bundle instead of cross-validating")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--ablation", default="0,4,16", help="query counts of the N_q ablation ('' to skip)")
+    p.add_argument("--out", help="folder for results.json and results.csv")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    training(p)
+    device(p)
+
+    p = add("predict", _predict, "diagnose one subject folder with a bundle")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--subject", required=True, help="a sub-<id> folder")
+    p.add_argument("--note", help="clinical note text (or a file) replacing the folder's note")
+    p.add_argument("--genetics", help="APOE genotype, DNA or FASTA text replacing the folder's genetics")
+    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    p.add_argument("--json", action="store_true")
+    device(p)
+
+    p = add("demo", _demo, "the whole job on the embedded demo: cohort, training, evaluation, a prediction")
+    p.add_argument("--out", default="anchorad-demo", help="output folder (default ./anchorad-demo)")
+    p.add_argument("--subjects", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task", default="NC-AD")
+    p.add_argument("--quick", action="store_true", help="fewer epochs (a smoke run)")
+    device(p)
+
+    p = add("backbones", _backbones, "list backbone presets with parameter counts and memory")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

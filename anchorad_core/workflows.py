@@ -1,0 +1,242 @@
+"""The jobs the CLI (and the GUI) run: train, evaluate, predict, the demo. Thin glue over the core."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .bundle import Provenance, load_bundle, save_bundle
+from .data import PreprocessConfig, Task, load_cohort
+from .data.cohort import Cohort, default_cache_dir
+from .device import resolve_device
+from .errors import InputDataError
+from .modality import Modality, parse_modalities
+from .progress import SILENT, Progress
+from .training.config import TrainConfig
+from .training.evaluate import (
+    cross_validate,
+    evaluate_split,
+    late_fusion,
+    split_train_val,
+    unimodal_from_cache,
+)
+from .training.features import FeatureCache
+from .training.inputs import CohortInputs
+from .training.metrics import binary_metrics
+from .training.phase2 import anchored_probabilities
+from .training.trainer import TrainingResult, train_anchorad
+
+SYNTHETIC_NOTE = (
+    "Subjects are SYNTHETIC (AnchorAD demo cohort): images, ROI series, notes and genotypes were "
+    "generated on real templates (a real T1, the Schaefer-400 atlas, real HCP group connectivity, "
+    "the real APOE reference). No real patient is represented."
+)
+
+
+def cohort_provenance(cohort: Cohort) -> Provenance:
+    """Describe the training data of a cohort (synthetic demo or user data)."""
+    description = cohort.root / "dataset_description.json"
+    name = str(cohort.root)
+    synthetic = False
+    if description.is_file():
+        try:
+            meta = json.loads(description.read_text(encoding="utf-8"))
+            name = meta.get("Name", name)
+            synthetic = "SYNTHETIC" in str(meta.get("Name", "")).upper()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            pass
+    notes = [SYNTHETIC_NOTE] if synthetic else []
+    return Provenance(training_data=name, synthetic_data=synthetic, notes=notes)
+
+
+def load_task_inputs(
+    cohort_root: "str | Path",
+    task: "str | Task",
+    preprocess: PreprocessConfig,
+    modalities: Sequence[Modality] | None = None,
+    progress: Progress = SILENT,
+) -> tuple[Cohort, Task, CohortInputs]:
+    """Load and preprocess every subject of ``task`` in a cohort."""
+    cohort = load_cohort(cohort_root)
+    task = Task.parse(task)
+    ids, targets = cohort.task_subjects(task)
+    if len(set(targets.tolist())) < 2:
+        raise InputDataError(f"task {task.name} needs subjects of both classes; found {len(ids)} subjects", cohort.tsv)
+    subjects = cohort.load_subjects(
+        ids, preprocess,
+        progress=lambda done, total, _sid: progress.update(f"loading {task.name} subjects", done, total),
+        cancel=(lambda: bool(progress.cancelled and progress.cancelled())),
+        cache_dir=default_cache_dir(cohort.root),
+        workers=2,
+    )
+    inputs = CohortInputs.from_subjects(subjects, targets)
+    if modalities is not None:
+        inputs = inputs.restricted(modalities)
+    return cohort, task, inputs
+
+
+def train_bundle(
+    cohort_root: "str | Path",
+    task: str,
+    out: "str | Path",
+    config: TrainConfig,
+    progress: Progress = SILENT,
+    device: str = "auto",
+    force: bool = False,
+) -> tuple[Path, TrainingResult]:
+    """Train on a cohort (with a validation split for early stopping) and write a bundle."""
+    out = Path(out)
+    if out.exists() and not force:
+        from .errors import BundleError
+
+        raise BundleError("already exists (use --force to replace it)", out)
+    preprocess = PreprocessConfig.from_dict(config.preprocess)
+    cohort, task_, inputs = load_task_inputs(cohort_root, task, preprocess, config.modalities, progress)
+    train, val = split_train_val(inputs, config.val_fraction, config.seed)
+    result = train_anchorad(config, list(task_.classes), train, val, progress, resolve_device(device))
+    path = save_bundle(
+        result.model, config, out, cohort_provenance(cohort),
+        extra={"task": task_.name, "training_subjects": len(train), "validation_subjects": len(val)},
+        overwrite=force,
+    )
+    return path, result
+
+
+def evaluate_cohort(
+    cohort_root: "str | Path",
+    tasks: Sequence[str],
+    config: TrainConfig,
+    folds: int = 5,
+    ablation: Sequence[int] = (0, 4, 16),
+    progress: Progress = SILENT,
+    device: str = "auto",
+) -> list[dict[str, Any]]:
+    """Cross-validate every method on each task."""
+    preprocess = PreprocessConfig.from_dict(config.preprocess)
+    rows: list[dict[str, Any]] = []
+    for task in tasks:
+        _, task_, inputs = load_task_inputs(cohort_root, task, preprocess, config.modalities, progress)
+        rows += cross_validate(config, inputs, list(task_.classes), task_.name, folds, ablation, progress,
+                               resolve_device(device))
+    return rows
+
+
+def evaluate_bundle(
+    bundle_path: "str | Path",
+    cohort_root: "str | Path",
+    task: str,
+    progress: Progress = SILENT,
+    device: str = "auto",
+) -> list[dict[str, Any]]:
+    """Score a trained bundle on another cohort (cross-dataset test; modalities may be absent)."""
+    bundle = load_bundle(bundle_path, device=resolve_device(device))
+    task_ = Task.parse(task)
+    if list(task_.classes) != bundle.labels:
+        from .errors import ConfigError
+
+        raise ConfigError(f"bundle was trained for {'-'.join(bundle.labels)}, not {task_.name}")
+    preprocess = PreprocessConfig.from_dict(bundle.config.preprocess)
+    _, _, inputs = load_task_inputs(cohort_root, task_, preprocess, bundle.model.modalities, progress)
+    cache = FeatureCache.compute(bundle.model, inputs, progress=progress)
+    result = TrainingResult(bundle.model, cache=cache)
+    rows = []
+
+    def add(modality: str, method: str, probs: Any) -> None:
+        rows.append({"modality": modality, "method": method, "task": task_.name, "fold": 0,
+                     **binary_metrics(inputs.labels, probs)})
+
+    unimodal = unimodal_from_cache(result, inputs)
+    for m, probs in unimodal.items():
+        add(m.title, "uni-modal", probs)
+    add("All", "late fusion", late_fusion(unimodal))
+    import numpy as np
+    import torch
+
+    probs, present = anchored_probabilities(bundle.model, inputs, cache)
+    for r, anchor in enumerate(bundle.model.anchors()):
+        add(anchor.title, "anchor round", probs[r])
+    for rule in ("mean", "confidence", "validation"):
+        agg = bundle.model.aggregate(torch.as_tensor(np.nan_to_num(probs, nan=0.5)), torch.as_tensor(present), rule)
+        add("All", f"anchored ({rule})", agg.numpy())
+    return rows
+
+
+@dataclass
+class DemoOutputs:
+    """Where the demo put its results."""
+
+    root: Path
+    cohort: Path
+    bundle: Path
+    results: dict[str, Path]
+    table: str
+    prediction: dict[str, Any]
+    report: Path | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def run_demo(
+    root: "str | Path",
+    n_subjects: int = 200,
+    seed: int = 0,
+    task: str = "NC-AD",
+    quick: bool = False,
+    ablation: Sequence[int] = (0,),
+    progress: Progress = SILENT,
+    device: str = "auto",
+) -> DemoOutputs:
+    """Build a demo cohort, train on a split, evaluate on held-out subjects, predict one subject.
+
+    Everything goes under ``root`` (``cohort/``, ``bundle/``, ``results/``).
+    """
+    from .data import make_demo_cohort
+    from .training.evaluate import results_table, summarise_rows, write_results
+    from .bundle import save_bundle as _save
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    root = Path(root)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    cohort_dir = root / "cohort"
+    if not (cohort_dir / "participants.tsv").is_file():
+        make_demo_cohort(cohort_dir, n_subjects, seed,
+                         progress=lambda done, total, *_: progress.update("demo cohort", done, total))
+    seconds["cohort"] = time.perf_counter() - start
+
+    config = TrainConfig.demo(quick=quick)
+    config.seed = seed
+    preprocess = PreprocessConfig.from_dict(config.preprocess)
+    start = time.perf_counter()
+    cohort, task_, inputs = load_task_inputs(cohort_dir, task, preprocess, config.modalities, progress)
+    seconds["load"] = time.perf_counter() - start
+    labels = list(task_.classes)
+
+    index = np.arange(len(inputs))
+    rest, test_idx = train_test_split(index, test_size=0.25, random_state=seed, stratify=inputs.labels)
+    train, val = split_train_val(inputs.subset(np.sort(rest)), config.val_fraction, seed)
+    test = inputs.subset(np.sort(test_idx))
+
+    start = time.perf_counter()
+    rows, result = evaluate_split(config, labels, train, val, test, task_.name, 0, ablation, progress,
+                                  resolve_device(device))
+    seconds["train_and_evaluate"] = time.perf_counter() - start
+    results = write_results(rows, root / "results", {"split": {"train": len(train), "validation": len(val),
+                                                               "test": len(test)}})
+    bundle_dir = _save(result.model, config, root / "bundle", cohort_provenance(cohort),
+                       extra={"task": task_.name, "training_subjects": len(train),
+                              "validation_subjects": len(val)}, overwrite=True)
+
+    # Predict one held-out subject from its folder, as a user would.
+    from .inference import DiagnosisPipeline
+
+    subject_id = test.subject_ids[0]
+    pipeline = DiagnosisPipeline(bundle_dir, device=device)
+    diagnosis = pipeline.diagnose(pipeline.load_subject(cohort.subject_folder(subject_id)))
+    prediction = diagnosis.to_dict()
+    prediction["true_label"] = labels[int(test.labels[0])]
+    seconds["total"] = sum(seconds.values())
+    return DemoOutputs(root, cohort_dir, bundle_dir, results, results_table(summarise_rows(rows)),
+                       prediction, seconds=seconds)
