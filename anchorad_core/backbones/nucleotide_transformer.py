@@ -187,10 +187,13 @@ class NucleotideTransformerBackbone(ModalityBackbone):
         the inline ``esm_config`` with the NT v1 tokenizer and random weights), ``esm_config``,
         ``max_length``, ``max_chunks`` (32), ``dtype`` (``float32``), ``allow_remote_code``
         (False). With ``load_weights=False`` only ``config.json`` and the tokenizer files of
-        ``model_path`` are read (what :meth:`export_files` writes).
+        ``model_path`` are read (what :meth:`export_files` writes). A preset's
+        ``reference_architecture`` is accepted and ignored here (see :meth:`sizing_module`).
         """
         config = dict(config)
         config.pop("family", None)
+        # reference_architecture (presets of published models) is used only for sizing
+        config.pop("reference_architecture", None)
         known = {"model_path", "esm_config", "max_length", "max_chunks", "dtype", "allow_remote_code"}
         unknown = set(config) - known
         if unknown:
@@ -236,6 +239,31 @@ class NucleotideTransformerBackbone(ModalityBackbone):
         model = _load_esm_encoder(folder, hf_config, dtype, remote, load_weights)
         tokenizer = load_hf_tokenizer(folder, remote, what="Nucleotide Transformer")
         return cls(model, tokenizer, model_path=model_path, esm_config=None, source_folder=folder, **common)
+
+    @classmethod
+    def sizing_module(cls, config: dict[str, Any], base_dir: "Path | None" = None) -> "torch.nn.Module | None":
+        """The bare ESM encoder a config describes, built without tokenizer or load-time probe.
+
+        For :mod:`anchorad_core.backbones.inventory`, which calls it under
+        ``torch.device("meta")`` (the probe of :meth:`__init__` runs a forward pass, impossible
+        without weights). The encoder comes from ``model_path``'s ``config.json`` when set,
+        else from the inline ``esm_config``, else from the preset's ``reference_architecture``
+        (the published NT v1 500M dimensions, used only for sizing). ``None`` when none is given.
+        """
+        config = {k: v for k, v in config.items() if k != "family"}
+        remote = bool(config.get("allow_remote_code", False))
+        if config.get("model_path") is not None:
+            folder = resolve_local_model_folder(config["model_path"], base_dir, what="Nucleotide Transformer")
+            hf_config = load_hf_config(folder, remote, what="Nucleotide Transformer")
+            return _load_esm_encoder(folder, hf_config, torch.float32, remote, load_weights=False)
+        architecture = config.get("esm_config") or config.get("reference_architecture")
+        if not architecture:
+            return None
+        from transformers import EsmConfig, EsmModel
+
+        model = EsmModel(EsmConfig(**architecture), add_pooling_layer=False)
+        strip_unused_heads(model)
+        return model
 
     def get_config(self) -> dict[str, Any]:
         """JSON-serialisable config (``family`` included)."""
@@ -611,6 +639,28 @@ register_preset(
     "small Nucleotide Transformer (ESM, NT v1 6-mer vocabulary, hidden 64, 2 layers), randomly "
     "initialised and trained at demo time (synthetic, not the published NT)",
 )
+#: Published architecture of NT v1 500M (``config.json`` of
+#: ``InstaDeepAI/nucleotide-transformer-500m-human-ref``; ``-500m-1000g`` has the same). The preset
+#: carries it as ``reference_architecture``, used **only** to size the preset when ``model_path``
+#: is not set; a model is always built from the ``config.json`` of the user's folder.
+NT_V1_500M_ESM_CONFIG: dict[str, Any] = {
+    "vocab_size": 4105,
+    "hidden_size": 1280,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 20,
+    "intermediate_size": 5120,
+    "max_position_embeddings": 1002,
+    "position_embedding_type": "absolute",
+    "pad_token_id": 1,
+    "mask_token_id": 2,
+    "emb_layer_norm_before": False,
+    "token_dropout": True,
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+    "layer_norm_eps": 1e-12,
+    "tie_word_embeddings": False,
+}
+
 register_preset(
     "nt-v1-500m-human-ref",
     {
@@ -619,6 +669,7 @@ register_preset(
         "max_length": None,
         "max_chunks": 32,
         "dtype": "float32",
+        "reference_architecture": NT_V1_500M_ESM_CONFIG,
     },
     "Nucleotide Transformer v1 500M (human reference): set model_path to your local "
     "nucleotide-transformer-500m-human-ref folder (Hugging Face format; never downloaded); "
