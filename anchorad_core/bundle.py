@@ -88,14 +88,22 @@ def save_bundle(
         raise BundleError("already exists (use --force to replace it)", path) from None
     try:
         backbone_configs: dict[str, Any] = {}
+        referenced: dict[str, Any] = {}
         for m in model.modalities:
             backbone = model.backbone(m)
-            folder = root / "backbones" / m.value
-            folder.mkdir(parents=True, exist_ok=True)
-            cfg = dict(backbone.get_config())
-            cfg.update(backbone.export_files(folder))
-            backbone_configs[m.value] = cfg
-            tensors = {f"backbone.{k}": v for k, v in base_state_dict(backbone).items()}
+            state = base_state_dict(backbone)
+            tensors = {}
+            if m.value in model.pretrained_frozen:
+                # Unchanged pretrained weights: reference them by content hash, don't copy.
+                backbone_configs[m.value] = config.backbones[m.value]
+                referenced[m.value] = {"sha256": state_fingerprint(state)}
+            else:
+                folder = root / "backbones" / m.value
+                folder.mkdir(parents=True, exist_ok=True)
+                cfg = dict(backbone.get_config())
+                cfg.update(backbone.export_files(folder))
+                backbone_configs[m.value] = cfg
+                tensors = {f"backbone.{k}": v for k, v in state.items()}
             tensors.update({f"head.{k}": v for k, v in model.heads[m.value].state_dict().items()})
             _save_tensors(tensors, root / "weights" / f"{m.value}.safetensors")
         for anchor in model.anchors():
@@ -120,6 +128,7 @@ def save_bundle(
             "aggregation": {"rule": model.aggregation_rule, "round_weights": model.round_weights},
             "config": config_dict,
             "provenance": (provenance or Provenance()).to_dict(),
+            "pretrained_backbones": referenced,
             "files": files,
             **(extra or {}),
         }
@@ -176,14 +185,25 @@ def load_bundle(path: "str | Path", device: "str | torch.device" = "cpu") -> Bun
     manifest = read_manifest(path)
     bundle_hash = verify_files(path, manifest)
     config = TrainConfig.from_dict(manifest["config"])
+    referenced = manifest.get("pretrained_backbones", {})
     backbones = {}
     for name in manifest["modalities"]:
         m = Modality.parse(name)
-        backbones[m] = build_backbone(config.backbones[name], base_dir=path / "backbones" / name, load_weights=False)
+        if name in referenced:
+            backbones[m] = build_backbone(config.backbones[name], load_weights=True)
+            if state_fingerprint(backbones[m].state_dict()) != referenced[name]["sha256"]:
+                raise BundleError(
+                    f"the pretrained {name} backbone found on this machine differs from the one the "
+                    "bundle was trained with (weights hash mismatch)", path / MANIFEST,
+                )
+        else:
+            backbones[m] = build_backbone(config.backbones[name], base_dir=path / "backbones" / name, load_weights=False)
     model = AnchorADModel(backbones, manifest["labels"])
+    model.pretrained_frozen = set(referenced)
     for m in model.modalities:
         tensors = _load_tensors(path / "weights" / f"{m.value}.safetensors")
-        _load_prefixed(model.backbone(m), tensors, "backbone.", path / "weights" / f"{m.value}.safetensors")
+        if m.value not in referenced:
+            _load_prefixed(model.backbone(m), tensors, "backbone.", path / "weights" / f"{m.value}.safetensors")
         _load_prefixed(model.heads[m.value], tensors, "head.", path / "weights" / f"{m.value}.safetensors")
     for name in manifest.get("anchors", []):
         anchor = Modality.parse(name)
@@ -205,6 +225,18 @@ def load_bundle(path: "str | Path", device: "str | torch.device" = "cpu") -> Bun
     model.eval()
     model.to(device)
     return Bundle(model, config, manifest, path, bundle_hash)
+
+
+def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over a state dict's names, dtypes, shapes and bytes (order-independent)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], file: Path) -> None:

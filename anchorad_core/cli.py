@@ -60,7 +60,8 @@ def _train(args: argparse.Namespace, progress: Progress) -> int:
     from .workflows import train_bundle
 
     config = _config(args)
-    path, result = train_bundle(args.cohort, args.task, args.out, config, progress, args.device, args.force)
+    path, result = train_bundle(args.cohort, args.task, args.out, config, progress, args.device, args.force,
+                                resume=args.resume, run_dir=args.run_dir)
     print(f"bundle written to {path}")
     for phase, histories in (("phase 1", result.phase1), ("phase 2", result.phase2)):
         for modality, history in histories.items():
@@ -214,6 +215,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True, help="two labels, e.g. NC-AD, NC-MCI, sMCI-pMCI")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
+    p.add_argument("--run-dir", help="checkpoint folder of the run (default <out>.run)")
     training(p)
     device(p)
 

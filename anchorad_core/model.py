@@ -35,6 +35,9 @@ class AnchorADModel(nn.Module):
             {m.value: nn.Linear(backbones[m].width, len(self.labels)) for m in self.modalities}
         )
         self.rounds = nn.ModuleDict()
+        #: Modalities whose backbone weights are still exactly the pretrained ones (phase 1 in
+        #: ``head`` mode): a bundle references them by hash instead of copying them.
+        self.pretrained_frozen: set[str] = set()
         self.aggregation_rule = "mean"
         self.round_weights: dict[str, float] = {}
         # peft wrappers of the backbones that are anchors (the LoRA layers live inside the

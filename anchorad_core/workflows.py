@@ -85,23 +85,59 @@ def train_bundle(
     progress: Progress = SILENT,
     device: str = "auto",
     force: bool = False,
+    resume: bool = False,
+    run_dir: "str | Path | None" = None,
 ) -> tuple[Path, TrainingResult]:
-    """Train on a cohort (with a validation split for early stopping) and write a bundle."""
+    """Train on a cohort (with a validation split for early stopping) and write a bundle.
+
+    Progress is checkpointed in ``run_dir`` (default ``<out>.run``) after every epoch, so a
+    run killed at any point continues with ``resume=True``; the folder is removed once the
+    bundle is written. Under ``accelerate launch`` the work is data-parallel across processes
+    and only the main process writes the bundle.
+    """
+    import shutil
+
+    from .errors import BundleError
+    from .training.run_state import RunState
+
     out = Path(out)
     if out.exists() and not force:
-        from .errors import BundleError
-
         raise BundleError("already exists (use --force to replace it)", out)
+    accelerator = distributed_accelerator(device)
     preprocess = PreprocessConfig.from_dict(config.preprocess)
     cohort, task_, inputs = load_task_inputs(cohort_root, task, preprocess, config.modalities, progress)
     train, val = split_train_val(inputs, config.val_fraction, config.seed)
-    result = train_anchorad(config, list(task_.classes), train, val, progress, resolve_device(device))
+    run_path = Path(run_dir) if run_dir is not None else out.with_name(out.name + ".run")
+    fingerprint = {"config": config.to_dict(), "task": task_.name, "train": train.subject_ids,
+                   "val": val.subject_ids, "world": accelerator.num_processes if accelerator else 1}
+    run = RunState(run_path, fingerprint, resume=resume,
+                   writer=accelerator is None or accelerator.is_main_process)
+    target = accelerator.device if accelerator is not None else resolve_device(device)
+    result = train_anchorad(config, list(task_.classes), train, val, progress, target, run=run,
+                            accelerator=accelerator)
+    if accelerator is not None and not accelerator.is_main_process:
+        accelerator.wait_for_everyone()
+        return out, result
     path = save_bundle(
         result.model, config, out, cohort_provenance(cohort),
         extra={"task": task_.name, "training_subjects": len(train), "validation_subjects": len(val)},
         overwrite=force,
     )
+    shutil.rmtree(run_path, ignore_errors=True)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
     return path, result
+
+
+def distributed_accelerator(device: str = "auto") -> Any:
+    """An ``accelerate.Accelerator`` when launched with several processes, else ``None``."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=(device == "cpu"))
 
 
 def evaluate_cohort(
@@ -183,7 +219,7 @@ def run_demo(
     seed: int = 0,
     task: str = "NC-AD",
     quick: bool = False,
-    ablation: Sequence[int] = (0,),
+    ablation: Sequence[int] = (),
     progress: Progress = SILENT,
     device: str = "auto",
 ) -> DemoOutputs:

@@ -135,7 +135,13 @@ def _local_hub_snapshot(repo_id: str) -> "Path | None":
 
 
 def offline_kwargs(trust_remote_code: bool = False) -> dict[str, Any]:
-    """Keyword arguments every ``from_pretrained`` call here gets (offline, no remote code by default)."""
+    """Keyword arguments every ``from_pretrained`` call here gets (offline, no remote code by default).
+
+    Also silences transformers' per-load progress bar: AnchorAD reports its own progress.
+    """
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     return {"local_files_only": True, "trust_remote_code": bool(trust_remote_code)}
 
 

@@ -1,6 +1,9 @@
 """Phase 1: each backbone with a linear head, fine-tuned alone on its own modality."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,6 +24,8 @@ def train_phase1(
     settings: StageSettings,
     seed: int,
     progress: Progress = SILENT,
+    checkpoint: "Path | None" = None,
+    accelerator: Any = None,
 ) -> TrainHistory:
     """Fine-tune ``modality``'s backbone and phase-1 head with cross-entropy.
 
@@ -87,6 +92,7 @@ def train_phase1(
     history = fit(
         modules, step, validate, len(train), settings, seed,
         stage=f"phase 1 · {modality.title}", progress=progress, train_mode=train_mode,
+        checkpoint=checkpoint, accelerator=accelerator,
     )
     if peft_model is not None:
         peft_model.merge_and_unload()

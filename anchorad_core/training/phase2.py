@@ -1,6 +1,9 @@
 """Phase 2: one anchored round per modality, on cached auxiliary features."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,6 +26,8 @@ def train_phase2(
     config: TrainConfig,
     seed: int,
     progress: Progress = SILENT,
+    checkpoint: "Path | None" = None,
+    accelerator: Any = None,
 ) -> TrainHistory:
     """Train the anchored round of ``anchor``: its Q-former, head and LoRA adapter.
 
@@ -64,6 +69,7 @@ def train_phase2(
     return fit(
         [round_, backbone], step, validate, len(train), settings, seed,
         stage=f"phase 2 · anchor {anchor.title}", progress=progress, train_mode=train_mode,
+        checkpoint=checkpoint, accelerator=accelerator,
     )
 
 

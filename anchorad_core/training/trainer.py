@@ -18,6 +18,7 @@ from .config import TrainConfig
 from .features import FeatureCache
 from .inputs import CohortInputs
 from .loop import TrainHistory
+from .run_state import RunState
 from .phase1 import train_phase1
 from .phase2 import train_phase2
 
@@ -85,19 +86,42 @@ def run_phase1(
     val: CohortInputs,
     progress: Progress = SILENT,
     device: "torch.device | str" = "cpu",
+    run: "RunState | None" = None,
+    accelerator: Any = None,
 ) -> TrainingResult:
-    """Build the model and fine-tune every modality alone."""
+    """Build the model and fine-tune every modality alone.
+
+    With a ``run`` folder, finished modalities are loaded instead of retrained and an
+    interrupted one resumes from its last epoch.
+    """
     import time
 
     seed_everything(config.seed)
     model = build_model(config, labels, device=device)
     result = TrainingResult(model)
     for i, modality in enumerate(model.modalities):
+        stage = f"phase1.{modality.value}"
         start = time.perf_counter()
-        result.phase1[modality.value] = train_phase1(
-            model, modality, train, val, config.phase1[modality.value], config.seed + i, progress
-        )
-        result.seconds[f"phase1.{modality.value}"] = time.perf_counter() - start
+        if run is not None and run.is_done(stage):
+            saved = run.stage_result(stage)
+            model.backbone(modality).load_state_dict(saved["backbone"])
+            model.heads[modality.value].load_state_dict(saved["head"])
+            model.backbone(modality).requires_grad_(False)
+            result.phase1[modality.value] = TrainHistory(**saved["history"])
+        else:
+            result.phase1[modality.value] = train_phase1(
+                model, modality, train, val, config.phase1[modality.value], config.seed + i, progress,
+                checkpoint=run.epoch_file(stage) if run is not None else None, accelerator=accelerator,
+            )
+            if run is not None:
+                run.finish_stage(stage, {
+                    "backbone": base_state_dict(model.backbone(modality)),
+                    "head": model.heads[modality.value].state_dict(),
+                    "history": result.phase1[modality.value].to_dict(),
+                })
+        result.seconds[stage] = time.perf_counter() - start
+        if config.phase1[modality.value].mode == "head" and _loads_pretrained(config.backbones[modality.value]):
+            model.pretrained_frozen.add(modality.value)
     return result
 
 
@@ -108,6 +132,8 @@ def run_phase2(
     val: CohortInputs,
     cache: FeatureCache,
     progress: Progress = SILENT,
+    run: "RunState | None" = None,
+    accelerator: Any = None,
 ) -> TrainingResult:
     """Train one anchored round per modality on the cached auxiliary features."""
     import time
@@ -115,10 +141,30 @@ def run_phase2(
     model = result.model
     val_losses = {}
     for i, anchor in enumerate(model.modalities):
+        stage = f"phase2.{anchor.value}"
         start = time.perf_counter()
-        history = train_phase2(
-            model, anchor, train, val, cache, config.phase2[anchor.value], config, config.seed + 100 + i, progress
-        )
+        if run is not None and run.is_done(stage):
+            saved = run.stage_result(stage)
+            round_ = model.add_round(anchor, config.num_queries, config.lora, num_heads=config.qformer_heads,
+                                     depth=config.qformer_depth)
+            round_.load_state_dict(saved["round"])
+            trainable = dict(model.backbone(anchor).named_parameters())
+            with torch.no_grad():
+                for name, value in saved["adapter"].items():
+                    trainable[name].copy_(value)
+            history = TrainHistory(**saved["history"])
+        else:
+            history = train_phase2(
+                model, anchor, train, val, cache, config.phase2[anchor.value], config, config.seed + 100 + i,
+                progress, checkpoint=run.epoch_file(stage) if run is not None else None, accelerator=accelerator,
+            )
+            if run is not None:
+                backbone = model.backbone(anchor)
+                run.finish_stage(stage, {
+                    "round": model.rounds[anchor.value].state_dict(),
+                    "adapter": {n: p.detach().clone() for n, p in backbone.named_parameters() if p.requires_grad},
+                    "history": history.to_dict(),
+                })
         result.phase2[anchor.value] = history
         val_losses[anchor.value] = history.best_val_loss if np.isfinite(history.best_val_loss) else 1.0
         result.seconds[f"phase2.{anchor.value}"] = time.perf_counter() - start
@@ -138,6 +184,8 @@ def train_anchorad(
     progress: Progress = SILENT,
     device: "torch.device | str" = "cpu",
     extra_cache_inputs: "CohortInputs | None" = None,
+    run: "RunState | None" = None,
+    accelerator: Any = None,
 ) -> TrainingResult:
     """Phase 1, the auxiliary-feature cache, then phase 2.
 
@@ -146,12 +194,20 @@ def train_anchorad(
     """
     import time
 
-    result = run_phase1(config, labels, train, val, progress, device)
+    result = run_phase1(config, labels, train, val, progress, device, run, accelerator)
     start = time.perf_counter()
     everyone = _concat(train, val, extra_cache_inputs)
     result.cache = FeatureCache.compute(result.model, everyone, progress=progress)
     result.seconds["feature_cache"] = time.perf_counter() - start
-    return run_phase2(result, config, train, val, result.cache, progress)
+    return run_phase2(result, config, train, val, result.cache, progress, run, accelerator)
+
+
+def _loads_pretrained(spec: Any) -> bool:
+    """Whether a backbone spec names pretrained weights (a model folder or a checkpoint)."""
+    from ..backbones.registry import resolve_config
+
+    config = resolve_config(spec)
+    return bool(config.get("model_path") or config.get("checkpoint"))
 
 
 def _concat(*parts: "CohortInputs | None") -> CohortInputs:
