@@ -1,0 +1,201 @@
+"""Clinical text: a free-text note and/or structured fields rendered by a fixed template.
+
+Files (subject folder ``clinical/``):
+
+* ``sub-<id>_note.txt`` - free text, UTF-8 (a BOM is allowed). Empty or non-UTF-8 files are
+  an error.
+* ``sub-<id>_clinical.json`` - a JSON object of structured fields, rendered to text by
+  :func:`render_clinical_note` with this FIXED template (fields that are absent are skipped)::
+
+      Age: 72 years. Sex: female. Education: 16 years.
+      MMSE: 27/30. MoCA: 24/30. CDR-SB: 1.5.
+      Complaints: misplaces objects; word-finding difficulty.
+      <Other field>: <value>.          (remaining fields, alphabetical, one line each)
+
+  Known fields and their checks: ``age`` (0-120), ``sex`` (``M``/``F``/``male``/``female``/
+  ``other``), ``education_years`` (0-30), ``mmse`` (0-30), ``moca`` (0-30), ``cdr_sb``
+  (0-18), ``complaints`` (a string or a list of strings). Any other field is rendered as
+  ``Field name: value.`` (strings, numbers, booleans or lists of them). Fields that would
+  leak the label (``diagnosis``, ``dx``, ``label``, ``group``, ``research_group``) and
+  identifiers (``participant_id``, ``subject_id``) are NOT rendered; a warning says so.
+
+When both files exist, **both are used**: the rendered structured summary comes first, then
+a blank line, then the free-text note. Text a user pastes in the GUI (``overrides``) replaces
+both.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import InputDataError
+from .fileio import read_text_utf8
+
+__all__ = ["read_note", "read_clinical_json", "render_clinical_note", "read_clinical", "check_note_text"]
+
+_EXCLUDED = {"diagnosis", "dx", "label", "group", "research_group", "participant_id", "subject_id"}
+_RANGES = {
+    "age": (0.0, 120.0),
+    "education_years": (0.0, 30.0),
+    "mmse": (0.0, 30.0),
+    "moca": (0.0, 30.0),
+    "cdr_sb": (0.0, 18.0),
+}
+_SEX = {"m": "male", "male": "male", "man": "male", "f": "female", "female": "female", "woman": "female",
+        "o": "other", "other": "other", "x": "other"}
+_KNOWN = set(_RANGES) | {"sex", "complaints"}
+
+
+def check_note_text(text: str, path: "str | Path | None" = None) -> str:
+    """Validate note text (non-empty) and normalise line endings; returns the stripped text."""
+    if not isinstance(text, str):
+        raise InputDataError(f"clinical text must be a string, got {type(text).__name__}", path)
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if not text:
+        raise InputDataError("clinical note is empty", path)
+    return text
+
+
+def read_note(path: "str | Path") -> str:
+    """Read a free-text clinical note (UTF-8)."""
+    return check_note_text(read_text_utf8(path, "clinical note"), path)
+
+
+def read_clinical_json(path: "str | Path") -> dict[str, Any]:
+    """Read and validate a structured clinical JSON file."""
+    text = read_text_utf8(path, "clinical JSON")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputDataError(f"invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", path) from None
+    if not isinstance(data, dict):
+        raise InputDataError("clinical JSON must be an object of fields, e.g. {\"age\": 72, \"mmse\": 27}", path)
+    if not data:
+        raise InputDataError("clinical JSON has no fields", path)
+    return data
+
+
+def _number(name: str, value: Any, path: "str | Path | None") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        raise InputDataError(f"field {name!r} must be a number, got {value!r}", path)
+    lo, hi = _RANGES[name]
+    if not lo <= float(value) <= hi:
+        raise InputDataError(f"field {name!r} = {value!r} is outside the plausible range {lo:g}-{hi:g}", path)
+    return float(value)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _value_text(name: str, value: Any, path: "str | Path | None") -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        if not math.isfinite(float(value)):
+            raise InputDataError(f"field {name!r} is not a finite number", path)
+        return _fmt(float(value))
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (list, tuple)):
+        return "; ".join(_value_text(name, v, path) for v in value)
+    raise InputDataError(f"field {name!r} has an unsupported value {value!r} (use text, numbers or lists)", path)
+
+
+def render_clinical_note(
+    fields: Mapping[str, Any], path: "str | Path | None" = None, warnings: list[str] | None = None
+) -> str:
+    """Render structured clinical fields to text with the fixed template (module docstring).
+
+    Parameters
+    ----------
+    fields : mapping
+        Field name -> value (names are case-insensitive; spaces/hyphens become ``_``).
+    path : str or Path, optional
+        For error messages.
+    warnings : list of str, optional
+        Receives a message for each field left out.
+
+    Returns
+    -------
+    str
+    """
+    norm: dict[str, Any] = {}
+    for key, value in fields.items():
+        k = str(key).strip().lower().replace(" ", "_").replace("-", "_")
+        if k in ("cdrsb", "cdr_sum_of_boxes"):
+            k = "cdr_sb"
+        if k in ("education", "years_of_education", "educ"):
+            k = "education_years"
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        if isinstance(value, float) and math.isnan(value):
+            continue
+        norm[k] = value
+    lines: list[str] = []
+    first: list[str] = []
+    if "age" in norm:
+        first.append(f"Age: {_fmt(_number('age', norm['age'], path))} years.")
+    if "sex" in norm:
+        sex = _SEX.get(str(norm["sex"]).strip().lower())
+        if sex is None:
+            raise InputDataError(f"field 'sex' must be M/F/male/female/other, got {norm['sex']!r}", path)
+        first.append(f"Sex: {sex}.")
+    if "education_years" in norm:
+        first.append(f"Education: {_fmt(_number('education_years', norm['education_years'], path))} years.")
+    if first:
+        lines.append(" ".join(first))
+    scores: list[str] = []
+    if "mmse" in norm:
+        scores.append(f"MMSE: {_fmt(_number('mmse', norm['mmse'], path))}/30.")
+    if "moca" in norm:
+        scores.append(f"MoCA: {_fmt(_number('moca', norm['moca'], path))}/30.")
+    if "cdr_sb" in norm:
+        scores.append(f"CDR-SB: {_fmt(_number('cdr_sb', norm['cdr_sb'], path))}.")
+    if scores:
+        lines.append(" ".join(scores))
+    if "complaints" in norm:
+        c = norm["complaints"]
+        if isinstance(c, str):
+            c = [c]
+        if not isinstance(c, (list, tuple)) or not all(isinstance(x, str) for x in c):
+            raise InputDataError("field 'complaints' must be a string or a list of strings", path)
+        items = [x.strip() for x in c if x.strip()]
+        lines.append("Complaints: " + ("; ".join(items) if items else "none") + ".")
+    for k in sorted(norm):
+        if k in _KNOWN:
+            continue
+        if k in _EXCLUDED:
+            if warnings is not None:
+                warnings.append(f"clinical field {k!r} not rendered (it would leak the label or identity)")
+            continue
+        label = k.replace("_", " ").capitalize()
+        text = _value_text(k, norm[k], path).rstrip(".")
+        lines.append(f"{label}: {text}.")
+    if not lines:
+        raise InputDataError("clinical JSON has no usable fields", path)
+    return "\n".join(lines)
+
+
+def read_clinical(
+    note_path: "str | Path | None" = None,
+    json_path: "str | Path | None" = None,
+    warnings: list[str] | None = None,
+) -> str:
+    """Clinical text of a subject from its note and/or structured JSON (both: JSON first).
+
+    Raises
+    ------
+    InputDataError
+        If neither file is given or one of them is bad.
+    """
+    parts: list[str] = []
+    if json_path is not None:
+        parts.append(render_clinical_note(read_clinical_json(json_path), json_path, warnings))
+    if note_path is not None:
+        parts.append(read_note(note_path))
+    if not parts:
+        raise InputDataError("no clinical note or clinical JSON given")
+    return "\n\n".join(parts)
