@@ -1,0 +1,167 @@
+"""Q-former cross-attention of one anchor round, mapped back to the inputs.
+
+For anchor ``m̂`` the Q-former has one uni-modal block per auxiliary modality ``m`` (``N_q``
+queries attending to ``m``'s phase-1 tokens) and one cross-modal block (``N_q`` queries attending
+to the uni-modal blocks' outputs). :func:`round_attention` takes the last layer's weights of every
+block (``RoundOutput.attention``, ``(1, heads, N_q, keys)``), checks that every query row sums to
+1 over the valid keys, averages over heads (the per-query ``N_q x keys`` matrix is kept) and over
+queries, and maps the per-key mean back to the input:
+
+* sMRI tokens -> UniFormer token grid (undoing its ``(Z, X, Y)`` token order) -> cube -> the
+  subject's native T1 grid;
+* fMRI tokens -> per ROI (sum over time patches) and per ROI x time patch;
+* text tokens -> words of the note;
+* DNA tokens -> bases along each string (and the 6-mer table);
+* cross block -> the share of attention on each auxiliary modality's block (sum over its queries).
+
+Blocks of missing auxiliary modalities are masked in the model and get no map here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from ..modality import Modality
+from .maps import ModalityMap, base_map, roi_map_from_tokens, volume_from_tokens, word_map
+
+__all__ = ["BlockAttention", "round_attention", "check_rows_sum_to_one", "map_token_scores"]
+
+#: Tolerance of the "rows sum to 1" check (float32 softmax).
+ROW_SUM_TOL = 1e-3
+
+
+@dataclass
+class BlockAttention:
+    """One Q-former block's cross-attention for one subject.
+
+    Attributes
+    ----------
+    block : str
+        The auxiliary modality (``"smri"``...) or ``"cross"``.
+    per_query : ndarray (N_q, keys)
+        Mean over heads; every row sums to 1 over the valid keys.
+    mean : ndarray (keys,)
+        Mean over heads and queries (sums to 1).
+    key_mask : ndarray (keys,) bool
+        Valid keys.
+    map : ModalityMap or None
+        ``mean`` mapped to the input (``None`` for the cross block).
+    shares : dict
+        Cross block only: attention share of each auxiliary modality's block (sum of ``mean``
+        over that block's ``N_q`` keys); missing blocks get 0.
+    query_shares : ndarray (N_q, |M'|) or None
+        Cross block only: the same per query.
+    """
+
+    block: str
+    per_query: np.ndarray
+    mean: np.ndarray
+    key_mask: np.ndarray
+    map: ModalityMap | None = None
+    shares: dict[str, float] = field(default_factory=dict)
+    query_shares: np.ndarray | None = None
+
+
+def check_rows_sum_to_one(weights: torch.Tensor, key_mask: torch.Tensor, tol: float = ROW_SUM_TOL) -> None:
+    """Raise ``ValueError`` unless every ``(…, query, key)`` row sums to 1 and masked keys get 0."""
+    w = weights.detach().float()
+    sums = w.sum(dim=-1)
+    if not torch.allclose(sums, torch.ones_like(sums), atol=tol):
+        raise ValueError(f"attention rows do not sum to 1 over keys (range {float(sums.min()):.4f}-{float(sums.max()):.4f})")
+    masked = ~key_mask.bool()
+    if masked.any() and key_mask.bool().any():
+        leak = float(w[..., masked].abs().max())
+        if leak > tol:
+            raise ValueError(f"attention on masked keys: {leak:.4g}")
+
+
+def map_token_scores(
+    modality: Modality, scores: np.ndarray, model: Any, subject: Any, batch: Mapping[str, Any]
+) -> ModalityMap:
+    """Map one score per phase-1 token of ``modality`` back to the subject's input."""
+    backbone = model.backbone(modality)
+    if modality is Modality.SMRI:
+        return volume_from_tokens(scores, backbone, subject.smri_geometry)
+    if modality is Modality.FMRI:
+        n_rois, n_patches = backbone.token_grid()
+        return roi_map_from_tokens(scores, n_rois, n_patches, _atlas(subject))
+    if modality is Modality.CLINICAL:
+        if "token_offsets" not in batch:
+            raise ValueError("the clinical tokenizer gives no character offsets (not a fast tokenizer)")
+        return word_map(subject.clinical, batch["token_offsets"][0], scores)
+    return base_map(subject.genetics, batch, scores)
+
+
+def _atlas(subject: Any) -> str:
+    info = getattr(subject, "fmri_info", None) or {}
+    return str(info.get("atlas") or "schaefer400_17n")
+
+
+def round_attention(
+    round_output: Any,
+    anchor: Modality,
+    model: Any,
+    subject: Any,
+    features: Mapping[Modality, Mapping[str, Any]],
+    aux_masks: "Mapping[Modality, torch.Tensor] | None" = None,
+) -> dict[str, BlockAttention]:
+    """Per-block attention of one anchor round (see the module docstring).
+
+    Parameters
+    ----------
+    round_output : RoundOutput
+        From ``model.anchored(..., return_attention=True)`` for a batch of one subject.
+    anchor : Modality
+    model : AnchorADModel
+    subject : Subject
+    features : mapping
+        Modality -> collated batch of the subject (``Diagnosis.features``).
+    aux_masks : mapping, optional
+        Modality -> ``(1, N)`` token mask of the phase-1 features (default: all keys valid,
+        except DNA tokens outside ``token_mask``).
+
+    Returns
+    -------
+    dict
+        Block name -> :class:`BlockAttention`, only for blocks whose modality is present (the
+        cross block whenever any auxiliary modality is present).
+    """
+    qformer = model.rounds[anchor.value].qformer
+    attention = round_output.attention or {}
+    out: dict[str, BlockAttention] = {}
+    aux_order = [m for m in qformer.aux_modalities]
+    nq = qformer.num_queries
+    for m in aux_order:
+        weights = attention.get(m.value)
+        if weights is None or m not in features:
+            continue  # missing modality: its block is masked, no map
+        w = weights[0].detach().float().cpu()  # (H, Q, N)
+        if aux_masks is not None and m in aux_masks:
+            mask = aux_masks[m][0].bool().cpu()
+        elif "token_mask" in features[m]:
+            mask = torch.as_tensor(features[m]["token_mask"][0]).bool().cpu()
+        elif m is Modality.CLINICAL and "attention_mask" in features[m]:
+            mask = torch.as_tensor(features[m]["attention_mask"][0]).bool().cpu()
+        else:
+            mask = torch.ones(w.shape[-1], dtype=torch.bool)
+        check_rows_sum_to_one(w, mask)
+        per_query = w.mean(dim=0).numpy()
+        mean = per_query.mean(axis=0)
+        out[m.value] = BlockAttention(
+            m.value, per_query, mean, mask.numpy(), map_token_scores(m, mean, model, subject, features[m])
+        )
+    weights = attention.get("cross")
+    if weights is not None and out:
+        w = weights[0].detach().float().cpu()  # (H, Q, |M'| * N_q)
+        present = torch.tensor([m.value in out for m in aux_order], dtype=torch.bool)
+        mask = present.repeat_interleave(nq)
+        check_rows_sum_to_one(w, mask)
+        per_query = w.mean(dim=0).numpy()
+        mean = per_query.mean(axis=0)
+        query_shares = per_query.reshape(per_query.shape[0], len(aux_order), nq).sum(axis=2)
+        shares = {m.value: float(mean[i * nq:(i + 1) * nq].sum()) for i, m in enumerate(aux_order)}
+        out["cross"] = BlockAttention("cross", per_query, mean, mask.numpy(), None, shares, query_shares)
+    return out
