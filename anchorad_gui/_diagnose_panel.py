@@ -1,0 +1,305 @@
+"""Diagnose panel: choose a model bundle, device and dtype, run the diagnosis, read the result.
+
+The run goes through :class:`anchorad_core.inference.DiagnosisPipeline` exactly as
+``anchorad predict`` does: the bundle is loaded once and kept (per bundle, device and dtype,
+:mod:`._pipelines`), the subject is read with the bundle's preprocessing and the text typed in
+the Subject panel, and ``pipeline.run`` yields one stage at a time, shown in napari's activity
+dock. **Cancel** stops the run at the next stage. The result table has one row per anchor
+round plus the aggregate, and says which modalities were missing and how they were handled.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor, QFont
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._session import report_error, session_for
+from ._style import BAD_COLOR, MUTED_COLOR, OK_COLOR, RESEARCH_NOTE, heading
+from ._workers import Step, diagnose_job, start_job
+
+__all__ = ["DiagnosePanel", "DTYPES"]
+
+DTYPES = ("float32", "bfloat16", "float16")
+MISSING_RULE = ("no anchor round; its auxiliary block is masked out of every other round's "
+                "Q-former (never zero-filled)")
+
+
+class DiagnosePanel(QWidget):
+    """The Diagnose dock widget (see the module docstring)."""
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from anchorad_core.device import available_devices
+
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.worker: Any = None
+        self.setObjectName("anchorad_diagnose_panel")
+
+        self.bundle_edit = QLineEdit()
+        self.bundle_edit.setPlaceholderText("a model bundle folder (with bundle.json)")
+        self.bundle_edit.textChanged.connect(self._update_buttons)
+        self.bundle_button = QPushButton("Browse...")
+        self.bundle_button.clicked.connect(self._browse_bundle)
+        bundle_row = QHBoxLayout()
+        bundle_row.addWidget(self.bundle_edit, 1)
+        bundle_row.addWidget(self.bundle_button)
+        self.bundle_note = QLabel("")
+        self.bundle_note.setStyleSheet(f"color: {MUTED_COLOR};")
+        self.bundle_note.setWordWrap(True)
+
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(available_devices())
+        self.device_combo.setToolTip("auto = the first GPU if there is one, else the CPU")
+        self.dtype_combo = QComboBox()
+        self.dtype_combo.addItems(DTYPES)
+        self.dtype_combo.setToolTip("float32 everywhere; bfloat16 / float16 halve GPU memory")
+        form = QFormLayout()
+        form.addRow("Model bundle", bundle_row)
+        form.addRow("", self.bundle_note)
+        hw = QHBoxLayout()
+        hw.addWidget(self.device_combo, 1)
+        hw.addWidget(QLabel("dtype"))
+        hw.addWidget(self.dtype_combo, 1)
+        form.addRow("Device", hw)
+
+        self.run_button = QPushButton("Run diagnosis")
+        self.run_button.setObjectName("anchorad_run")
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button, 2)
+        buttons.addWidget(self.cancel_button, 1)
+        self.status_label = QLabel("Open a subject, then run.")
+        self.status_label.setWordWrap(True)
+
+        self.summary_label = QLabel("")
+        self.summary_label.setTextFormat(Qt.RichText)
+        self.summary_label.setWordWrap(True)
+        self.table = QTableWidget(0, 0)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionMode(QAbstractItemView.NoSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setWordWrap(False)
+        self.missing_label = QLabel("")
+        self.missing_label.setWordWrap(True)
+        self.missing_label.setTextFormat(Qt.RichText)
+        note = QLabel(RESEARCH_NOTE)
+        note.setStyleSheet(f"color: {MUTED_COLOR};")
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading("Model"))
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status_label)
+        layout.addWidget(heading("Result"))
+        layout.addWidget(self.summary_label)
+        layout.addWidget(self.table)
+        layout.addWidget(self.missing_label)
+        layout.addWidget(note)
+        layout.addStretch(1)
+        self.bundle_note.setVisible(False)
+
+        from ._demo import demo_bundle_dir
+
+        demo = demo_bundle_dir()
+        if demo is not None:
+            self.set_bundle(demo, note="shipped demo bundle (trained on SYNTHETIC demo data)")
+        self.session.subject_changed.connect(self._subject_changed)
+        self.session.diagnosis_changed.connect(self.show_result)
+        self.session.busy_changed.connect(lambda _: self._update_buttons())
+        self._update_buttons()
+        self.show_result()
+
+    # ------------------------------------------------------------------ choices
+    def set_bundle(self, path: "str | Path", note: str = "") -> None:
+        """Choose the model bundle folder."""
+        self.bundle_edit.setText(str(path))
+        self.bundle_note.setText(note)
+        self.bundle_note.setVisible(bool(note))
+
+    def _browse_bundle(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a model bundle folder", self.bundle_edit.text())
+        if folder:
+            self.set_bundle(folder)
+
+    def _subject_changed(self) -> None:
+        state = self.session.subject
+        self.status_label.setText(f"{state.subject_id} open: ready to run." if state else "Open a subject, then run.")
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        running = self.worker is not None
+        ready = self.session.subject is not None and bool(self.bundle_edit.text().strip())
+        self.run_button.setEnabled(ready and not running and not self.session.busy)
+        self.cancel_button.setEnabled(running)
+        for w in (self.bundle_edit, self.bundle_button, self.device_combo, self.dtype_combo):
+            w.setEnabled(not running)
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> Any:
+        """Start a diagnosis of the open subject (in a worker); returns the worker or ``None``."""
+        from anchorad_core.errors import BundleError, InputDataError
+
+        from ._subject_panel import describe_genetics
+
+        if self.worker is not None or self.session.busy:
+            return None
+        state = self.session.subject
+        if state is None:
+            report_error(InputDataError("open a subject folder first"), "diagnose")
+            return None
+        bundle = Path(self.bundle_edit.text().strip()).expanduser()
+        if not (bundle / "bundle.json").is_file():
+            report_error(BundleError("not a model bundle (no bundle.json)", bundle), "diagnose")
+            return None
+        overrides = self.session.overrides()
+        if overrides.get("genetics"):
+            ok, message, _ = describe_genetics(overrides["genetics"])
+            if not ok:
+                report_error(InputDataError(f"genetics box: {message}"), "diagnose")
+                return None
+        from anchorad_core.modality import ALL_MODALITIES
+
+        n_present = sum(state.files.has(m) for m in ALL_MODALITIES)
+        self.status_label.setText(f"Running on {state.subject_id}...")
+        self.worker = start_job(
+            self.session, diagnose_job, bundle, self.device_combo.currentText(), self.dtype_combo.currentText(),
+            state.folder, overrides, n_present,
+            desc=f"AnchorAD {state.subject_id}",
+            on_step=self._step, on_return=self._finished, on_done=self._done, what="diagnosis",
+        )
+        self._update_buttons()
+        return self.worker
+
+    def cancel(self) -> None:
+        """Stop the running diagnosis at its next stage."""
+        if self.worker is not None:
+            self.status_label.setText("Cancelling after the current stage...")
+            self.worker.quit()
+
+    def _step(self, step: Step) -> None:
+        self.status_label.setText(f"Running: {step.name} ({step.done + 1}/{step.total})")
+
+    def _finished(self, result: Any) -> None:
+        if result.subject.folder is not None and self.session.subject is not None \
+                and Path(result.subject.folder) != self.session.subject.folder:
+            return  # the user opened another subject meanwhile
+        self.session.set_result(result)
+        d = result.diagnosis
+        self.status_label.setText(
+            f"Done in {result.seconds:.1f} s on {result.pipeline.device} ({result.key[2]}); the model stays loaded."
+        )
+        _ = d
+
+    def _done(self, ok: bool) -> None:
+        if not ok and self.worker is not None and self.worker.abort_requested:
+            self.status_label.setText("Cancelled.")
+        elif not ok:
+            self.status_label.setText("Failed (see the notification).")
+        self.worker = None
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ result
+    def show_result(self) -> None:
+        """Fill the table from the session's diagnosis (or clear it)."""
+        result = self.session.result
+        self.table.clear()
+        if result is None:
+            self.table.setRowCount(0)
+            self.table.setColumnCount(0)
+            self.summary_label.setText(f"<span style='color:{MUTED_COLOR}'>No diagnosis yet.</span>")
+            self.missing_label.setText("")
+            return
+        d = result.diagnosis
+        rows = self.table_rows()
+        headers = ["Round", *[f"P({label})" for label in d.labels], "Weight", "Masked auxiliaries"]
+        self.table.setColumnCount(len(headers))
+        self.table.setHorizontalHeaderLabels(headers)
+        self.table.setRowCount(len(rows))
+        bold = QFont()
+        bold.setBold(True)
+        for r, row in enumerate(rows):
+            for c, text in enumerate(row["cells"]):
+                item = QTableWidgetItem(text)
+                if c > 0:
+                    item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter) if c <= len(d.labels) + 1
+                                          else int(Qt.AlignLeft | Qt.AlignVCenter))
+                if row["kind"] == "aggregate":
+                    item.setFont(bold)
+                elif row["kind"] == "missing":
+                    item.setForeground(QColor(MUTED_COLOR))
+                if row.get("tooltip"):
+                    item.setToolTip(row["tooltip"])
+                self.table.setItem(r, c, item)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setStretchLastSection(True)
+        height = self.table.verticalHeader().length() + header.sizeHint().height() + 2 * self.table.frameWidth() + 4
+        self.table.setMinimumHeight(height)
+        self.table.setMaximumHeight(height)
+        color = BAD_COLOR if d.label != d.labels[0] else OK_COLOR
+        self.summary_label.setText(
+            f"{html.escape(d.subject_id)}: <b style='color:{color}'>{html.escape(d.label)}</b> "
+            f"(p = {d.confidence:.2f}, {html.escape(d.rule)} of {len(d.rounds)} anchor rounds)"
+        )
+        if d.modalities_missing:
+            names = ", ".join(_title(m) for m in d.modalities_missing)
+            self.missing_label.setText(f"<b>Missing:</b> {html.escape(names)} - {html.escape(MISSING_RULE)}.")
+        else:
+            self.missing_label.setText("<b>Missing:</b> none (all four modalities used).")
+
+    def table_rows(self) -> list[dict[str, Any]]:
+        """The result table's rows as data: ``{"kind", "anchor", "cells", "tooltip"}``."""
+        from anchorad_core.modality import ALL_MODALITIES
+
+        result = self.session.result
+        if result is None:
+            return []
+        d = result.diagnosis
+        rows: list[dict[str, Any]] = []
+        by_anchor = {r.anchor.value: r for r in d.rounds}
+        for m in ALL_MODALITIES:
+            r = by_anchor.get(m.value)
+            if r is not None:
+                masked = ", ".join(_title(a) for a in r.auxiliaries_missing) or "none"
+                cells = [f"{m.title} anchor", *[f"{r.probabilities[lab]:.3f}" for lab in d.labels],
+                         f"{r.weight:.2f}", masked]
+                tip = "auxiliaries used: " + (", ".join(_title(a) for a in r.auxiliaries_used) or "none")
+                rows.append({"kind": "round", "anchor": m.value, "cells": cells, "tooltip": tip})
+            elif m.value in d.modalities_missing:
+                cells = [f"{m.title} anchor", *["-" for _ in d.labels], "-", "missing: no round"]
+                rows.append({"kind": "missing", "anchor": m.value, "cells": cells, "tooltip": MISSING_RULE})
+        cells = [f"Aggregate ({d.rule})", *[f"{d.aggregate_probabilities[lab]:.3f}" for lab in d.labels],
+                 "", f"diagnosis: {d.label}"]
+        rows.append({"kind": "aggregate", "anchor": None, "cells": cells, "tooltip": ""})
+        return rows
+
+
+def _title(name: str) -> str:
+    from anchorad_core.modality import Modality
+
+    try:
+        return Modality.parse(name).title
+    except ValueError:
+        return name

@@ -1,0 +1,365 @@
+"""Inspect panel: look inside each anchor round of the diagnosis.
+
+Choose the **anchor round** and the **map**:
+
+* *Q-former attention: <modality> queries* - how the round's ``N_q`` uni-modal queries for one
+  auxiliary modality spread their cross-attention over that modality's tokens (last layer,
+  mean over heads), mapped back to the input: an sMRI overlay on the T1, an fMRI map painted
+  on the atlas, highlighted words of the note, or a per-base DNA track; the plot shows the
+  query x token matrix;
+* *Q-former attention: cross-modal queries* - the share of each cross-modal query's attention
+  on each auxiliary block;
+* *Captum attribution* - Integrated Gradients of the round's probability of the diagnosed
+  class with respect to every input (anchor and auxiliaries, through the Q-former), computed on
+  demand (a few seconds to minutes on a CPU; the number of steps trades time for accuracy).
+
+The overlay layers (``AnchorAD map: sMRI`` and ``AnchorAD map: fMRI (atlas)``) are reused:
+switching rounds or maps updates them in place.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QTextEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._explain import MapChoice, attention_job, attribution_job, is_explanation, map_choices
+from ._map_layers import FMRI_LAYER, SMRI_LAYER, roi_map_layer, volume_map_layer
+from ._plots import PlotCanvas
+from ._session import session_for
+from ._style import MUTED_COLOR, heading
+from ._word_html import note_html
+from ._workers import start_job
+
+__all__ = ["InspectPanel"]
+
+#: Default Integrated Gradients steps in the panel (the core's default is 16).
+DEFAULT_IG_STEPS = 8
+
+
+class InspectPanel(QWidget):
+    """The Inspect dock widget (see the module docstring)."""
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.worker: Any = None
+        self._updating = False
+        self.setObjectName("anchorad_inspect_panel")
+
+        self.round_combo = QComboBox()
+        self.round_combo.currentIndexChanged.connect(self._round_changed)
+        self.map_combo = QComboBox()
+        self.map_combo.currentIndexChanged.connect(lambda _: self.refresh())
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(2, 256)
+        self.steps_spin.setValue(DEFAULT_IG_STEPS)
+        self.steps_spin.setToolTip("Integrated Gradients steps (Gauss-Legendre); more = slower, smaller delta")
+        self.compute_button = QPushButton("Compute attribution")
+        self.compute_button.clicked.connect(self.compute_attribution)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        ig_row = QHBoxLayout()
+        ig_row.addWidget(QLabel("IG steps"))
+        ig_row.addWidget(self.steps_spin)
+        ig_row.addWidget(self.compute_button, 1)
+        ig_row.addWidget(self.cancel_button)
+
+        form = QFormLayout()
+        form.addRow("Anchor round", self.round_combo)
+        form.addRow("Map", self.map_combo)
+
+        self.info_label = QLabel("")
+        self.info_label.setWordWrap(True)
+        self.info_label.setTextFormat(Qt.RichText)
+        self.plot = PlotCanvas()
+        self.note_view = QTextEdit()
+        self.note_view.setReadOnly(True)
+        self.note_view.setMinimumHeight(70)
+        self.note_view.setMaximumHeight(150)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading("Explain an anchor round"))
+        layout.addLayout(form)
+        layout.addLayout(ig_row)
+        layout.addWidget(self.info_label)
+        layout.addWidget(self.plot, 3)
+        layout.addWidget(heading("Clinical note"))
+        layout.addWidget(self.note_view, 1)
+
+        self.session.diagnosis_changed.connect(self._diagnosis_changed)
+        self.session.explanation_changed.connect(self._explanation_changed)
+        self.session.busy_changed.connect(lambda _: self._update_buttons())
+        self._diagnosis_changed()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def explanations(self) -> Any:
+        """The session's ``SubjectExplanation`` (``None`` until the attention is read)."""
+        ex = self.session.explanation
+        return ex if ex is not None and is_explanation(ex) else None
+
+    def current_anchor(self) -> str | None:
+        """The anchor (modality value) of the chosen round."""
+        return self.round_combo.currentData()
+
+    def current_choice(self) -> MapChoice | None:
+        """The chosen map."""
+        return self.map_combo.currentData()
+
+    def _update_buttons(self) -> None:
+        choice = self.current_choice()
+        running = self.worker is not None
+        self.compute_button.setEnabled(
+            self.session.result is not None and choice is not None and choice.kind == "attribution"
+            and not running and not self.session.busy
+        )
+        self.cancel_button.setEnabled(running)
+
+    # ------------------------------------------------------------------ diagnosis -> rounds
+    def _diagnosis_changed(self) -> None:
+        result = self.session.result
+        self._updating = True
+        try:
+            self.round_combo.clear()
+            self.map_combo.clear()
+            if result is not None:
+                d = result.diagnosis
+                for r in d.rounds:
+                    p = r.probabilities[d.label]
+                    self.round_combo.addItem(f"{r.anchor.title} anchor  (P({d.label}) = {p:.2f})", r.anchor.value)
+        finally:
+            self._updating = False
+        if result is None:
+            self.session.remove_layers("overlay")
+            self.plot.clear("Run a diagnosis to inspect its anchor rounds.")
+            self.note_view.setHtml("")
+            self.info_label.setText("")
+            self._update_buttons()
+            return
+        self._fill_maps()
+        self.info_label.setText("Reading the Q-former attention...")
+        start_job(self.session, attention_job, result, desc="AnchorAD attention",
+                  on_return=lambda ex: self._attention_ready(result, ex), what="attention")
+
+    def _attention_ready(self, result: Any, explanations: Any) -> None:
+        if self.session.result is result:
+            self.session.set_explanation(explanations)
+
+    def _explanation_changed(self) -> None:
+        if self.session.result is not None:
+            self.refresh()
+
+    def _round_changed(self, _index: int) -> None:
+        if self._updating:
+            return
+        self._fill_maps()
+        self.refresh()
+
+    def _fill_maps(self) -> None:
+        previous = self.current_choice()
+        anchor = self.current_anchor()
+        result = self.session.result
+        self._updating = True
+        try:
+            self.map_combo.clear()
+            if anchor is None or result is None:
+                return
+            rnd = next(r for r in result.diagnosis.rounds if r.anchor.value == anchor)
+            choices = map_choices(anchor, list(rnd.auxiliaries_used))
+            for c in choices:
+                self.map_combo.addItem(c.label, c)
+            keep = [i for i, c in enumerate(choices) if previous is not None
+                    and (c.kind, c.block) == (previous.kind, previous.block)]
+            self.map_combo.setCurrentIndex(keep[0] if keep else 0)
+        finally:
+            self._updating = False
+        self._update_buttons()
+
+    def select(self, anchor: str, kind: str = "attention", block: str = "") -> None:
+        """Choose a round and a map programmatically (tests, scripts)."""
+        i = self.round_combo.findData(anchor)
+        if i < 0:
+            raise ValueError(f"no {anchor} round in this diagnosis")
+        self.round_combo.setCurrentIndex(i)
+        for j in range(self.map_combo.count()):
+            c = self.map_combo.itemData(j)
+            if c.kind == kind and (kind == "attribution" or c.block == block):
+                self.map_combo.setCurrentIndex(j)
+                self.refresh()
+                return
+        raise ValueError(f"no {kind} map {block!r} for the {anchor} round")
+
+    # ------------------------------------------------------------------ showing a map
+    def refresh(self) -> None:
+        """Show the chosen round and map (layers in place, plot, note)."""
+        if self._updating:
+            return
+        self._update_buttons()
+        result = self.session.result
+        anchor, choice = self.current_anchor(), self.current_choice()
+        ex = self.explanations
+        if result is None or anchor is None or choice is None:
+            return
+        if ex is None:
+            self.plot.clear("Reading the attention...")
+            return
+        record = ex.round(anchor)
+        from anchorad_core.modality import Modality
+
+        anchor_title = Modality.parse(anchor).title
+        if choice.kind == "attention":
+            self._show_attention(record, choice, anchor_title)
+        else:
+            self._show_attribution(record, anchor_title)
+
+    def _set_overlays(self, smri: Any = None, fmri: Any = None) -> None:
+        """Update (or hide) the two overlay layers; ``smri``/``fmri`` are ``(data, kwargs)``."""
+        viewer = self.viewer
+        for name, value in ((SMRI_LAYER, smri), (FMRI_LAYER, fmri)):
+            if value is not None:
+                self.session.set_layer(name, value[0], value[1])
+            elif name in viewer.layers:
+                viewer.layers[name].visible = False
+        # keep the maps on top of the anatomy, and the shown map selected (its controls at hand)
+        for name in (FMRI_LAYER, SMRI_LAYER):
+            if name in viewer.layers:
+                index = viewer.layers.index(name)
+                if index != len(viewer.layers) - 1:
+                    viewer.layers.move(index, len(viewer.layers))
+        shown = [n for n, v in ((SMRI_LAYER, smri), (FMRI_LAYER, fmri)) if v is not None and v[1].get("visible", True)]
+        if shown:
+            viewer.layers.selection.active = viewer.layers[shown[0]]
+
+    def _note_base(self) -> tuple[int, int, int]:
+        color = self.note_view.palette().base().color()
+        return color.red(), color.green(), color.blue()
+
+    def _plain_note(self, hint: str) -> None:
+        subject = self.session.result.subject if self.session.result else None
+        text = getattr(subject, "clinical", None)
+        if not text:
+            self.note_view.setHtml(f"<i style='color:{MUTED_COLOR}'>No clinical text for this subject.</i>")
+            return
+        import html
+
+        self.note_view.setHtml(f"<p style='color:{MUTED_COLOR}'><i>{html.escape(hint)}</i></p>"
+                               + html.escape(text).replace("\n", "<br>"))
+
+    def _show_attention(self, record: Any, choice: MapChoice, anchor_title: str) -> None:
+        from anchorad_core.modality import Modality
+
+        block = record.attention.get(choice.block)
+        if block is None:
+            self._set_overlays()
+            self.plot.clear("No attention for this block (the modality is missing).")
+            self._plain_note("")
+            return
+        if choice.block == "cross":
+            names = [Modality.parse(m).title for m in block.shares] if block.shares else []
+            shares = ", ".join(f"{n} {v:.0%}" for n, v in zip(names, block.shares.values()))
+            self._set_overlays()
+            self.plot.cross_shares(block.query_shares, names, f"{anchor_title} round: cross-modal queries")
+            self.info_label.setText(f"Cross-modal queries' attention per auxiliary block: {shares}.")
+            self._plain_note("Choose the clinical-text queries to highlight words.")
+            return
+        aux = Modality.parse(choice.block)
+        desc = f"{anchor_title} round, {aux.title} queries (Q-former attention)"
+        vmap = block.map
+        smri = fmri = None
+        track = None
+        if aux is Modality.SMRI:
+            smri = volume_map_layer(vmap, False, desc)
+            where = "overlay on the T1 (layer 'AnchorAD map: sMRI')"
+        elif aux is Modality.FMRI:
+            fmri = roi_map_layer(vmap, False, desc)
+            top = vmap.top(3, by_abs=False)
+            where = "painted on the Schaefer-400 atlas; top ROIs: " + ", ".join(
+                str(n).replace("17Networks_", "") for n in top["name"])
+        elif aux is Modality.CLINICAL:
+            where = "words highlighted in the note below"
+        else:
+            track = vmap.tracks[0] if vmap.tracks else None
+            where = "per-base track under the heatmap"
+        self._set_overlays(smri, fmri)
+        if aux is Modality.CLINICAL:
+            self.note_view.setHtml(note_html(vmap, signed=False, base=self._note_base()))
+        else:
+            self._plain_note("Choose the clinical-text queries to highlight words.")
+        self.plot.attention_heatmap(
+            block.per_query, f"{anchor_title} round: {aux.title} queries x tokens",
+            f"{aux.title} token", track, "Genetics: attention per base (sequence 1)",
+        )
+        self.info_label.setText(f"<b>{aux.title}</b>: {where}.")
+
+    def _show_attribution(self, record: Any, anchor_title: str) -> None:
+        from anchorad_core.modality import Modality
+
+        att = record.attribution
+        if att is None:
+            self._set_overlays()
+            self.plot.clear("Press 'Compute attribution' for Integrated Gradients of this round.")
+            self.info_label.setText("")
+            self._plain_note("")
+            return
+        desc = f"{anchor_title} round, Integrated Gradients towards {att.target}"
+        smri = volume_map_layer(att.maps["smri"], True, desc) if "smri" in att.maps else None
+        fmri = roi_map_layer(att.maps["fmri"], True, desc) if "fmri" in att.maps else None
+        if fmri is not None and smri is not None:
+            fmri[1]["visible"] = False  # one map at a time on the anatomy; the eye shows the other
+        self._set_overlays(smri, fmri)
+        if "clinical" in att.maps:
+            self.note_view.setHtml(note_html(att.maps["clinical"], signed=True, base=self._note_base()))
+        else:
+            self._plain_note("")
+        tracks = list(att.maps["genetics"].tracks) if "genetics" in att.maps else None
+        totals = {Modality.parse(m).title: v for m, v in att.totals.items()}
+        self.plot.attribution_summary(totals, f"{anchor_title} round: attribution towards {att.target}", tracks)
+        self.info_label.setText(
+            f"Integrated Gradients ({att.n_steps} steps, {att.seconds:.0f} s): f(x) = {att.output:.3f}, "
+            f"baseline {att.baseline_output:.3f}, delta {att.delta:+.2g}. Red = towards {att.target}, "
+            "blue = against." + (" The fMRI map is the hidden layer 'AnchorAD map: fMRI (atlas)'."
+                                 if "smri" in att.maps and "fmri" in att.maps else "")
+        )
+
+    # ------------------------------------------------------------------ attributions
+    def compute_attribution(self) -> Any:
+        """Compute Integrated Gradients of the chosen round (in a worker); returns the worker."""
+        result, anchor, ex = self.session.result, self.current_anchor(), self.explanations
+        if result is None or anchor is None or ex is None or self.worker is not None:
+            return None
+        self.info_label.setText("Computing Integrated Gradients...")
+
+        def _ready(attribution: Any) -> None:
+            if self.session.result is result and self.session.explanation is ex:
+                ex.round(anchor).attribution = attribution
+                ex.n_steps = attribution.n_steps
+                self.session.explanation_changed.emit()
+
+        def _done(ok: bool) -> None:
+            self.worker = None
+            if not ok:
+                self.info_label.setText("Attribution cancelled." if not ok else "")
+            self._update_buttons()
+
+        self.worker = start_job(self.session, attribution_job, result, ex, anchor, self.steps_spin.value(),
+                                desc="AnchorAD attribution", on_return=_ready, on_done=_done, what="attribution")
+        self._update_buttons()
+        return self.worker
+
+    def cancel(self) -> None:
+        """Stop the attribution (takes effect when the current computation returns)."""
+        if self.worker is not None:
+            self.worker.quit()

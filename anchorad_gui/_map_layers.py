@@ -1,0 +1,78 @@
+"""Explanation maps as napari layer data: sMRI maps on the T1 grid, fMRI maps painted on the atlas.
+
+* a :class:`~anchorad_core.explain.maps.VolumeMap` lives on the subject's native T1 grid (same
+  shape and affine as the ``*_T1w`` file) and goes through the same RAS+ / ``(z, y, x)``
+  conversion as the T1 layer (:func:`._volumes.volume_layer_data`), so it has the T1 layer's
+  shape, scale and translate;
+* a :class:`~anchorad_core.explain.maps.RoiMap` is painted into the shipped atlas with the
+  core's :func:`~anchorad_core.explain.maps.paint_atlas` (world-aligned with an MNI-space T1).
+
+Attention (non-negative) uses a sequential colormap with additive blending, so zero is
+transparent over the anatomy; attributions (signed) use a diverging colormap whose centre is
+transparent, with symmetric contrast limits.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._volumes import volume_layer_data
+
+__all__ = ["SMRI_LAYER", "FMRI_LAYER", "volume_map_layer", "roi_map_layer", "signed_colormap"]
+
+#: Names of the two overlay layers (reused in place when the round or map changes).
+SMRI_LAYER = "AnchorAD map: sMRI"
+FMRI_LAYER = "AnchorAD map: fMRI (atlas)"
+
+
+def signed_colormap() -> Any:
+    """Blue (negative) - transparent (0) - red (positive) napari colormap."""
+    from napari.utils.colormaps import Colormap
+
+    colors = np.array(
+        [
+            [0.10, 0.45, 1.00, 1.0],
+            [0.35, 0.70, 1.00, 0.6],
+            [0.00, 0.00, 0.00, 0.0],
+            [1.00, 0.55, 0.20, 0.6],
+            [1.00, 0.15, 0.10, 1.0],
+        ]
+    )
+    return Colormap(colors, controls=[0.0, 0.3, 0.5, 0.7, 1.0], name="anchorad_signed")
+
+
+def _display(values: np.ndarray, signed: bool) -> dict[str, Any]:
+    finite = values[np.isfinite(values)]
+    nonzero = finite[finite != 0]
+    if signed:
+        m = float(np.percentile(np.abs(nonzero), 99.5)) if nonzero.size else 1.0
+        m = m if m > 0 else 1.0
+        return {"colormap": signed_colormap(), "contrast_limits": (-m, m), "blending": "translucent", "opacity": 0.9}
+    # the upper half of the map: where the queries look most; the rest stays transparent
+    hi = float(np.percentile(nonzero, 99.5)) if nonzero.size else 1.0
+    lo = float(np.percentile(nonzero, 50)) if nonzero.size else 0.0
+    if hi <= lo:
+        hi = lo + (abs(lo) or 1.0)
+    return {"colormap": "inferno", "contrast_limits": (lo, hi), "blending": "additive", "opacity": 0.75}
+
+
+def volume_map_layer(vmap: Any, signed: bool, description: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Layer data + kwargs of an sMRI :class:`VolumeMap` (native T1 grid -> the T1 layer's grid)."""
+    data, kwargs = volume_layer_data(np.asarray(vmap.data, dtype=np.float32), np.asarray(vmap.affine, float))
+    kwargs.update(_display(data, signed))
+    kwargs["metadata"] = {"anchorad": {"role": "overlay-smri", "description": description}}
+    kwargs["visible"] = True
+    return data, kwargs
+
+
+def roi_map_layer(rmap: Any, signed: bool, description: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Layer data + kwargs of an fMRI :class:`RoiMap` painted into its atlas."""
+    from anchorad_core.explain.maps import paint_atlas
+
+    img = paint_atlas(np.asarray(rmap.values, dtype=np.float64), rmap.atlas)
+    data, kwargs = volume_layer_data(np.asarray(img.dataobj, dtype=np.float32), img.affine)
+    kwargs.update(_display(data, signed))
+    kwargs["metadata"] = {"anchorad": {"role": "overlay-fmri", "description": description}}
+    kwargs["visible"] = True
+    return data, kwargs

@@ -1,0 +1,132 @@
+"""The Inspect panel's matplotlib canvas: query x token heatmaps, cross-modal shares, DNA tracks.
+
+Uses ``matplotlib.backends.backend_qtagg`` (works with any Qt binding qtpy selected). Colours
+follow napari's dark theme so the figure does not glare next to the viewer.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
+
+__all__ = ["PlotCanvas"]
+
+BG = "#262930"
+FG = "#d6d6d6"
+GRID = "#5a5f6a"
+
+
+class PlotCanvas(QWidget):
+    """A resizable matplotlib figure with a few AnchorAD plot kinds."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.figure = Figure(figsize=(4.5, 3.2), dpi=90, facecolor=BG, layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.canvas.setMinimumHeight(220)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.canvas)
+        self.kind = ""
+        self.clear("")
+
+    # ------------------------------------------------------------------ helpers
+    def _axes(self, n: int = 1, heights: Sequence[float] | None = None) -> list[Any]:
+        self.figure.clear()
+        axes = self.figure.subplots(n, 1, height_ratios=heights, squeeze=False)[:, 0]
+        for ax in axes:
+            ax.set_facecolor(BG)
+            ax.tick_params(colors=FG, labelsize=8)
+            for spine in ax.spines.values():
+                spine.set_color(GRID)
+            ax.xaxis.label.set_color(FG)
+            ax.yaxis.label.set_color(FG)
+            ax.title.set_color(FG)
+        return list(axes)
+
+    def _colorbar(self, image: Any, ax: Any, label: str) -> None:
+        cb = self.figure.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+        cb.ax.tick_params(colors=FG, labelsize=7)
+        cb.outline.set_edgecolor(GRID)
+        cb.set_label(label, color=FG, fontsize=8)
+
+    def _draw(self, kind: str) -> None:
+        self.kind = kind
+        self.canvas.draw_idle()
+
+    # ------------------------------------------------------------------ plots
+    def clear(self, message: str = "") -> None:
+        """An empty figure with a centred message."""
+        (ax,) = self._axes(1)
+        ax.axis("off")
+        if message:
+            ax.text(0.5, 0.5, message, ha="center", va="center", color=FG, fontsize=9, wrap=True,
+                    transform=ax.transAxes)
+        self._draw("empty")
+
+    def attention_heatmap(self, per_query: np.ndarray, title: str, token_label: str,
+                          track: np.ndarray | None = None, track_label: str = "") -> None:
+        """Query x token attention (mean over heads), optionally with a per-base track below."""
+        per_query = np.asarray(per_query, dtype=float)
+        axes = self._axes(2 if track is not None else 1, [2.2, 1.0] if track is not None else None)
+        ax = axes[0]
+        image = ax.imshow(per_query, aspect="auto", interpolation="nearest", cmap="inferno",
+                          vmin=0.0, vmax=float(np.percentile(per_query, 99.5)) or None)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel("query", fontsize=8)
+        ax.set_xlabel(token_label, fontsize=8)
+        self._colorbar(image, ax, "attention")
+        if track is not None:
+            self._track(axes[1], [track], track_label, signed=False)
+        self._draw("heatmap")
+
+    def cross_shares(self, query_shares: np.ndarray, blocks: Sequence[str], title: str) -> None:
+        """Cross-modal queries x auxiliary blocks: share of each query's attention per block."""
+        query_shares = np.asarray(query_shares, dtype=float)
+        (ax,) = self._axes(1)
+        image = ax.imshow(query_shares.T, aspect="auto", interpolation="nearest", cmap="inferno", vmin=0.0,
+                          vmax=max(float(query_shares.max()), 1e-6))
+        ax.set_yticks(range(len(blocks)), labels=list(blocks))
+        ax.set_xlabel("cross-modal query", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        for q in range(query_shares.shape[0]):
+            for b in range(query_shares.shape[1]):
+                if query_shares.shape[0] <= 16:
+                    ax.text(q, b, f"{query_shares[q, b]:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if query_shares[q, b] < 0.6 * query_shares.max() else "black")
+        self._colorbar(image, ax, "share of attention")
+        self._draw("heatmap")
+
+    def attribution_summary(self, totals: dict[str, float], title: str, tracks: list[np.ndarray] | None = None) -> None:
+        """Signed attribution per modality (bars), and the DNA tracks when genetics is present."""
+        axes = self._axes(2 if tracks else 1, [1.2, 1.0] if tracks else None)
+        ax = axes[0]
+        names = list(totals)
+        values = np.array([totals[n] for n in names], dtype=float)
+        colors = ["#ff5a3c" if v >= 0 else "#3c8cff" for v in values]
+        ax.barh(range(len(names)), values, color=colors)
+        ax.set_yticks(range(len(names)), labels=names)
+        ax.axvline(0.0, color=GRID, lw=0.8)
+        ax.invert_yaxis()
+        ax.set_xlabel("sum of attributions (towards the class > 0)", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        if tracks:
+            self._track(axes[1], tracks, "Genetics: attribution per base", signed=True)
+        self._draw("attribution")
+
+    def _track(self, ax: Any, tracks: list[np.ndarray], label: str, signed: bool) -> None:
+        for i, t in enumerate(tracks[:4]):
+            t = np.asarray(t, dtype=float)
+            ax.plot(np.arange(t.size), t, lw=0.9, label=f"sequence {i + 1}")
+        if signed:
+            ax.axhline(0.0, color=GRID, lw=0.8)
+        ax.set_xlabel("base position", fontsize=8)
+        ax.set_title(label, fontsize=9)
+        if len(tracks) > 1:
+            legend = ax.legend(fontsize=7, facecolor=BG, edgecolor=GRID, loc="upper right")
+            for text in legend.get_texts():
+                text.set_color(FG)

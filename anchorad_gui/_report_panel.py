@@ -1,0 +1,160 @@
+"""Report panel: export the PDF report of the current subject and diagnosis.
+
+The PDF is written by the core's :func:`anchorad_core.report.write_report` (the same as
+``anchorad report``): the diagnosis with every anchor round, the Q-former attention maps of
+each round, the Integrated Gradients maps computed so far (in the Inspect panel, or here for
+every round with the check box), and the provenance page (what is real, what is synthetic).
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any, Generator
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QCheckBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
+
+from ._session import session_for
+from ._style import MUTED_COLOR, OK_COLOR, RESEARCH_NOTE, heading
+from ._workers import Step, start_job
+
+__all__ = ["ReportPanel", "report_job"]
+
+
+def report_job(result: Any, explanation: Any, path: "str | Path", all_attributions: bool = False,
+               n_steps: int = 8) -> Generator[Step, None, Path]:
+    """Complete the explanation as asked, then write the PDF; returns its path."""
+    from anchorad_core.explain.attributions import round_attributions
+    from anchorad_core.explain.subject import explain_subject
+    from anchorad_core.report import write_report
+
+    d = result.diagnosis
+    missing = [r for r in d.rounds if all_attributions
+               and (explanation is None or explanation.round(r.anchor).attribution is None)]
+    total = 2 + len(missing)
+    if explanation is None:
+        yield Step("Q-former attention", 0, total)
+        _, explanation = explain_subject(result.pipeline, result.subject, attributions=False, diagnosis=d)
+    labels = list(d.labels)
+    for i, r in enumerate(missing):
+        yield Step(f"Integrated Gradients of the {r.anchor.title} round", 1 + i, total)
+        explanation.round(r.anchor).attribution = round_attributions(
+            result.pipeline.model, r.anchor, result.subject, d.features,
+            target=labels.index(explanation.target), labels=labels, n_steps=int(n_steps),
+            internal_batch_size=max(1, min(int(n_steps), 4)),
+        )
+        explanation.n_steps = int(n_steps)
+    yield Step("writing the PDF", total - 1, total)
+    return write_report(d, explanation, result.subject, path, result.pipeline.bundle, force=True)
+
+
+class ReportPanel(QWidget):
+    """The Report dock widget (see the module docstring)."""
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.worker: Any = None
+        self.last_path: Path | None = None
+        self.setObjectName("anchorad_report_panel")
+
+        intro = QLabel(
+            "A PDF of the current subject: inputs used and missing, the diagnosis per anchor round, "
+            "the Q-former attention maps of every round, the Integrated Gradients computed so far, and "
+            "the model's provenance."
+        )
+        intro.setWordWrap(True)
+        self.all_ig_check = QCheckBox("Compute Integrated Gradients for every round first (slow)")
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(2, 256)
+        self.steps_spin.setValue(8)
+        ig_row = QHBoxLayout()
+        ig_row.addWidget(self.all_ig_check, 1)
+        ig_row.addWidget(QLabel("steps"))
+        ig_row.addWidget(self.steps_spin)
+        self.export_button = QPushButton("Export PDF report...")
+        self.export_button.clicked.connect(self._choose_and_export)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.export_button, 2)
+        buttons.addWidget(self.cancel_button, 1)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextFormat(Qt.RichText)
+        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        note = QLabel(RESEARCH_NOTE)
+        note.setStyleSheet(f"color: {MUTED_COLOR};")
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading("PDF report"))
+        layout.addWidget(intro)
+        layout.addLayout(ig_row)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status_label)
+        layout.addWidget(note)
+        layout.addStretch(1)
+
+        self.session.diagnosis_changed.connect(self._update)
+        self.session.busy_changed.connect(lambda _: self._update())
+        self._update()
+
+    def _update(self) -> None:
+        running = self.worker is not None
+        has = self.session.result is not None
+        self.export_button.setEnabled(has and not running and not self.session.busy)
+        self.cancel_button.setEnabled(running)
+        if not has and not running:
+            self.status_label.setText(f"<span style='color:{MUTED_COLOR}'>Run a diagnosis first.</span>")
+
+    def default_name(self) -> str:
+        """Suggested file name: ``<subject>_anchorad-report.pdf``."""
+        sid = self.session.result.diagnosis.subject_id if self.session.result else "subject"
+        return f"{sid}_anchorad-report.pdf"
+
+    def _choose_and_export(self) -> None:
+        result = self.session.result
+        if result is None:
+            return
+        folder = self.last_path.parent if self.last_path else (self.session.subject.folder.parent
+                                                                 if self.session.subject else Path.home())
+        path, _ = QFileDialog.getSaveFileName(self, "Export the AnchorAD report", str(folder / self.default_name()),
+                                              "PDF files (*.pdf)")
+        if path:
+            self.export(path)
+
+    def export(self, path: "str | Path") -> Any:
+        """Write the report to ``path`` (in a worker; an existing file is replaced); returns the worker."""
+        result = self.session.result
+        if result is None or self.worker is not None:
+            return None
+        path = Path(path)
+        if path.suffix.lower() != ".pdf":
+            path = path.with_name(path.name + ".pdf")
+        explanation = self.session.explanation
+
+        def _written(written: Path) -> None:
+            self.last_path = Path(written)
+            self.status_label.setText(f"<span style='color:{OK_COLOR}'>&#10003; Saved</span> {html.escape(str(written))}")
+            if self.all_ig_check.isChecked() and self.session.result is result:
+                self.session.explanation_changed.emit()
+
+        def _done(ok: bool) -> None:
+            self.worker = None
+            if not ok:
+                self.status_label.setText("Report not written (cancelled or failed).")
+            self._update()
+
+        self.status_label.setText(f"Writing {html.escape(path.name)}...")
+        self.worker = start_job(self.session, report_job, result, explanation, path, self.all_ig_check.isChecked(),
+                                self.steps_spin.value(), desc="AnchorAD report", on_return=_written,
+                                on_done=_done, what="report")
+        self._update()
+        return self.worker
+
+    def cancel(self) -> None:
+        """Stop before the next stage (the PDF is never half-written)."""
+        if self.worker is not None:
+            self.worker.quit()

@@ -1,0 +1,174 @@
+"""napari plugin panels: subject, diagnose (run, table, cancel, cache), inspect overlays, report."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from gui_fixtures import (  # noqa: E402,F401
+    anchorad_plugin,
+    gui_bundle,
+    gui_subject,
+    gui_trained,
+    gui_viewer,
+    open_and_wait,
+    wait_idle,
+)
+
+pytestmark = pytest.mark.gui
+
+LONG = 300_000  # ms; a first diagnosis loads the bundle (seconds to a minute on a small CPU)
+
+
+def _messages():
+    from napari.utils.notifications import notification_manager
+
+    return [str(r.message) for r in notification_manager.records]
+
+
+def test_subject_panel_shows_modalities_and_validates_genetics(gui_viewer, gui_subject, qtbot):
+    viewer, widgets = gui_viewer
+    panel = widgets["Subject"]
+    open_and_wait(qtbot, viewer, gui_subject)
+    text = panel.modalities_label.text()
+    for name in ("sMRI", "fMRI", "Clinical text", "Genetics"):
+        assert name in text
+    assert panel.clinical_edit.toPlainText().strip()  # pre-filled note
+    assert panel.session.overrides() == {}  # nothing edited
+
+    panel.genetics_edit.setPlainText("E3/E9")
+    qtbot.waitUntil(lambda: panel.genetics_status.property("valid") is False, timeout=5000)
+    assert "APOE" in panel.genetics_status.text()
+    panel.genetics_edit.setPlainText("e4/e3")
+    qtbot.waitUntil(lambda: panel.genetics_status.property("valid") is True, timeout=5000)
+    assert "APOE genotype E3/E4" in panel.genetics_status.text()
+    assert panel.session.overrides() == {"genetics": "e4/e3"}
+    panel.genetics_edit.setPlainText(">seq1\nACGTACGTACGTAAACCCGGGTTT\n")
+    qtbot.waitUntil(lambda: "FASTA" in panel.genetics_status.text(), timeout=5000)
+    panel.genetics_edit.setPlainText("")
+    qtbot.waitUntil(lambda: "missing" in panel.genetics_status.text(), timeout=5000)
+    assert panel.session.overrides() == {"genetics": None}
+    panel._reset_genetics()
+    assert panel.session.overrides() == {}
+
+
+def test_bad_folder_gives_a_notification_not_an_exception(gui_viewer, tmp_path, qtbot):
+    viewer, widgets = gui_viewer
+    before = len(_messages())
+    (tmp_path / "sub-empty").mkdir()
+    open_and_wait(qtbot, viewer, tmp_path / "sub-empty")
+    widgets["Subject"].open_folder(tmp_path / "does-not-exist")
+    wait_idle(qtbot, widgets["Subject"].session)
+    new = _messages()[before:]
+    assert any("not an AnchorAD subject folder" in m for m in new), new
+    assert any("subject folder not found" in m for m in new), new
+    assert widgets["Subject"].session.subject is None
+    assert len(viewer.layers) == 0
+
+
+def test_cancel_stops_a_run(gui_viewer, gui_subject, gui_bundle, qtbot):
+    viewer, widgets = gui_viewer
+    panel = widgets["Diagnose"]
+    open_and_wait(qtbot, viewer, gui_subject)
+    panel.set_bundle(gui_bundle)
+    panel.device_combo.setCurrentText("cpu")
+    worker = panel.run()
+    assert worker is not None
+    assert not panel.run_button.isEnabled() and panel.cancel_button.isEnabled()
+    steps = []
+    worker.yielded.connect(lambda step: (steps.append(step), panel.cancel() if len(steps) == 2 else None))
+    with qtbot.waitSignal(worker.aborted, timeout=LONG):
+        pass
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=LONG)
+    assert panel.session.result is None and panel.table.rowCount() == 0
+    assert panel.status_label.text() == "Cancelled."
+    assert panel.run_button.isEnabled()
+    # stopped at a stage boundary soon after the cancel (the worker may have begun one more)
+    assert 2 <= len(steps) <= 4 and steps[-1].done < steps[-1].total - 1
+
+
+def test_diagnose_inspect_report_workflow(gui_viewer, gui_subject, gui_bundle, qtbot, tmp_path):
+    from anchorad_gui._map_layers import FMRI_LAYER, SMRI_LAYER
+    from anchorad_gui._pipelines import PIPELINES
+
+    viewer, widgets = gui_viewer
+    diagnose, inspect, report = widgets["Diagnose"], widgets["Inspect"], widgets["Report"]
+    session = diagnose.session
+    open_and_wait(qtbot, viewer, gui_subject)
+    diagnose.set_bundle(gui_bundle)
+    diagnose.device_combo.setCurrentText("cpu")
+
+    # --- a full diagnosis fills the table: one row per anchor round + the aggregate
+    assert diagnose.run() is not None
+    assert not diagnose.run_button.isEnabled()
+    qtbot.waitUntil(lambda: diagnose.worker is None, timeout=LONG)
+    assert session.result is not None, _messages()[-3:]
+    rows = diagnose.table_rows()
+    assert [r["anchor"] for r in rows] == ["smri", "fmri", "clinical", "genetics", None]
+    assert diagnose.table.rowCount() == 5
+    assert diagnose.table.item(4, 0).text().startswith("Aggregate")
+    p = [float(diagnose.table.item(4, c).text()) for c in (1, 2)]
+    assert sum(p) == pytest.approx(1.0, abs=2e-3)
+    assert "none" in diagnose.missing_label.text()
+    assert diagnose.status_label.text().startswith("Done")
+    loads = PIPELINES.loads
+
+    # --- Inspect: attention overlays on the T1 grid, updated in place
+    wait_idle(qtbot, session)
+    qtbot.waitUntil(lambda: inspect.explanations is not None, timeout=LONG)
+    t1 = viewer.layers[f"{gui_subject.name} T1"]
+    inspect.select("fmri", "attention", "smri")
+    overlay = viewer.layers[SMRI_LAYER]
+    assert overlay.data.shape == t1.data.shape
+    np.testing.assert_allclose(overlay.scale, t1.scale)
+    np.testing.assert_allclose(overlay.translate, t1.translate)
+    assert overlay.visible and np.isfinite(overlay.data).all() and overlay.data.max() > 0
+    n_layers = len(viewer.layers)
+    first = overlay.data.copy()
+    inspect.select("clinical", "attention", "smri")  # another round: same layer, new data
+    assert viewer.layers[SMRI_LAYER] is overlay and len(viewer.layers) == n_layers
+    assert not np.allclose(overlay.data, first)
+    inspect.select("smri", "attention", "fmri")  # fMRI map painted on the atlas
+    fmap = viewer.layers[FMRI_LAYER]
+    assert fmap.data.shape == t1.data.shape and fmap.visible
+    assert not viewer.layers[SMRI_LAYER].visible  # the sMRI map does not belong to this choice
+    inspect.select("smri", "attention", "clinical")
+    assert "background-color" in inspect.note_view.toHtml()
+    inspect.select("smri", "attention", "genetics")
+    assert inspect.plot.kind == "heatmap"
+    inspect.select("smri", "attention", "cross")
+    assert "Cross-modal" in inspect.info_label.text()
+    assert len(viewer.layers) == n_layers  # nothing piled up
+
+    # --- Captum attribution of one round (2 steps keep the test short)
+    inspect.select("genetics", "attribution")
+    inspect.steps_spin.setValue(2)
+    assert inspect.compute_attribution() is not None
+    qtbot.waitUntil(lambda: inspect.worker is None, timeout=LONG)
+    att = session.explanation.round("genetics").attribution
+    assert att is not None and set(att.maps) == {"smri", "fmri", "clinical", "genetics"}
+    assert viewer.layers[SMRI_LAYER].data.shape == t1.data.shape
+    assert inspect.plot.kind == "attribution"
+    assert len(viewer.layers) == n_layers
+
+    # --- the report is exported
+    out = tmp_path / "report.pdf"
+    assert report.export(out) is not None
+    qtbot.waitUntil(lambda: report.worker is None, timeout=LONG)
+    assert out.is_file() and out.read_bytes()[:5] == b"%PDF-", _messages()[-3:]
+    assert report.last_path == out
+
+    # --- the next run reuses the loaded pipeline; an emptied genetics box = missing modality
+    widgets["Subject"].genetics_edit.setPlainText("")
+    widgets["Subject"].validate_now()
+    assert session.overrides() == {"genetics": None}
+    assert diagnose.run() is not None
+    qtbot.waitUntil(lambda: diagnose.worker is None, timeout=LONG)
+    assert PIPELINES.loads == loads
+    rows = diagnose.table_rows()
+    assert [r["kind"] for r in rows] == ["round", "round", "round", "missing", "aggregate"]
+    assert "Genetics" in diagnose.missing_label.text() and "masked" in diagnose.missing_label.text()
+    assert session.result.diagnosis.modalities_missing == ["genetics"]
+    wait_idle(qtbot, session)
