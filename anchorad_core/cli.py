@@ -29,12 +29,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args, progress) or 0)
     except CancelledError:
+        sink.close()
         print("anchorad: cancelled", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
+        sink.close()
         print("anchorad: interrupted", file=sys.stderr)
         return 130
     except AnchorADError as error:
+        sink.close()  # end any progress bar first: the error gets a line of its own
         print(f"anchorad: error: {error}", file=sys.stderr)
         return 2
     finally:
@@ -48,6 +51,8 @@ def _demo_cohort(args: argparse.Namespace, progress: Progress) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise ConfigError(f"{out}: already exists (use --force to replace it)")
+    if args.subjects < 4:
+        raise ConfigError(f"--subjects: a demo cohort needs at least 4 subjects, got {args.subjects}")
     info = make_demo_cohort(out, args.subjects, args.seed, overwrite=args.force,
                             progress=lambda done, total, *_: progress.update("demo cohort", done, total))
     counts = ", ".join(f"{k} {v}" for k, v in info.labels.items())
@@ -59,9 +64,18 @@ def _demo_cohort(args: argparse.Namespace, progress: Progress) -> int:
 def _train(args: argparse.Namespace, progress: Progress) -> int:
     from .workflows import train_bundle
 
+    _check_options(args)
     config = _config(args)
-    path, result = train_bundle(args.cohort, args.task, args.out, config, progress, args.device, args.force,
-                                resume=args.resume, run_dir=args.run_dir)
+    out = Path(args.out)
+    run_dir = Path(args.run_dir) if args.run_dir else out.with_name(out.name + ".run")
+    fresh = not run_dir.exists()
+    try:
+        path, result = train_bundle(args.cohort, args.task, args.out, config, progress, args.device, args.force,
+                                    resume=args.resume, run_dir=args.run_dir)
+    except AnchorADError:
+        if fresh:
+            _remove_unstarted_run(run_dir)
+        raise
     print(f"bundle written to {path}")
     for phase, histories in (("phase 1", result.phase1), ("phase 2", result.phase2)):
         for modality, history in histories.items():
@@ -76,9 +90,11 @@ def _evaluate(args: argparse.Namespace, progress: Progress) -> int:
     from .workflows import evaluate_bundle, evaluate_cohort
 
     tasks = [t for t in args.task.split(",") if t]
+    _check_options(args)
     if args.bundle:
         if len(tasks) != 1:
             raise ConfigError("--bundle scores one task at a time")
+        _check_bundle_task(args.bundle, tasks[0])
         rows = evaluate_bundle(args.bundle, args.cohort, tasks[0], progress, args.device)
     else:
         ablation = [int(x) for x in args.ablation.split(",") if x != ""] if args.ablation else []
@@ -95,13 +111,19 @@ def _evaluate(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def _predict(args: argparse.Namespace, progress: Progress) -> int:
+    from .data.clinical import check_note_text, read_note
+    from .data.genetics import parse_genetics_text
     from .inference import DiagnosisPipeline
 
+    _check_options(args)
     pipeline = DiagnosisPipeline(args.bundle, device=args.device, dtype=args.dtype)
     overrides = {}
     if args.note is not None:
-        overrides["clinical"] = Path(args.note).read_text(encoding="utf-8") if Path(args.note).is_file() else args.note
+        # a file is read (and checked) naming the file; typed text is checked naming the option
+        overrides["clinical"] = (read_note(args.note) if Path(args.note).is_file()
+                                 else _option("--note", check_note_text, args.note))
     if args.genetics is not None:
+        _option("--genetics", parse_genetics_text, args.genetics, pipeline.preprocess_config)
         overrides["genetics"] = args.genetics
     subject = pipeline.load_subject(args.subject, overrides=overrides or None)
     diagnosis = pipeline.diagnose(subject, progress)
@@ -143,6 +165,95 @@ def _backbones(args: argparse.Namespace, progress: Progress) -> int:
 
 
 # ---------------------------------------------------------------------------- helpers
+def _option(name: str, check: Any, *values: Any) -> Any:
+    """``check(*values)``, with an error naming the option ``name`` (``--task: ...``)."""
+    try:
+        return check(*values)
+    except (AnchorADError, ValueError) as error:
+        problem = error.problem if isinstance(error, AnchorADError) and error.path is None else str(error)
+        raise ConfigError(f"{name}: {problem}") from None
+
+
+def _remove_unstarted_run(run_dir: Path) -> None:
+    """Remove a run folder this command created if no epoch was saved in it (nothing to resume)."""
+    import shutil
+
+    state = run_dir / "run.json"
+    try:
+        completed = json.loads(state.read_text(encoding="utf-8")).get("completed") if state.is_file() else []
+    except (OSError, ValueError):
+        return
+    if not completed and not any(run_dir.glob("*.pt")):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _check_config(config: Any) -> None:
+    """Reject a config file that would fail deep inside training: text for numbers, unknown
+    modalities or backbone presets."""
+    from dataclasses import fields
+
+    from .backbones.registry import resolve_config
+    from .modality import Modality
+    from .training.config import StageSettings, TrainConfig
+
+    def check(name: str, value: Any, default: Any) -> None:
+        if isinstance(default, bool) or default is None:
+            return
+        if isinstance(default, int):
+            ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, float):
+            ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        elif isinstance(default, str):
+            ok, kind = isinstance(value, str), "a string"
+        else:
+            return
+        if not ok:
+            raise ConfigError(f"{name} must be {kind}, got {value!r}")
+
+    stage_default, default = StageSettings(), TrainConfig()
+    for phase in ("phase1", "phase2"):
+        for modality, stage in getattr(config, phase).items():
+            for f in fields(StageSettings):
+                check(f"{phase}.{modality}.{f.name}", getattr(stage, f.name), getattr(stage_default, f.name))
+    for f in fields(TrainConfig):
+        check(f.name, getattr(config, f.name), getattr(default, f.name))
+    for name, spec in config.backbones.items():
+        Modality.parse(name)
+        try:
+            resolve_config(spec)
+        except AnchorADError as error:
+            raise ConfigError(f"backbones.{name}: {error.problem}") from None
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Fail fast, naming the option, on a bad --task, --device, --dtype or --modalities."""
+    from .data.task import Task
+    from .device import resolve_device, resolve_dtype
+    from .modality import parse_modalities
+
+    for task in ([t for t in args.task.split(",") if t] if getattr(args, "task", None) else []):
+        _option("--task", Task.parse, task)
+    if getattr(args, "device", None) is not None:
+        _option("--device", resolve_device, args.device)
+    if getattr(args, "dtype", None) is not None:
+        _option("--dtype", resolve_dtype, args.dtype)
+    if getattr(args, "modalities", None):
+        _option("--modalities", parse_modalities, args.modalities)
+    if getattr(args, "folds", None) is not None and not getattr(args, "bundle", None) and args.folds < 2:
+        raise ConfigError(f"--folds: cross-validation needs at least 2 folds, got {args.folds}")
+
+
+def _check_bundle_task(bundle: str, task: str) -> None:
+    """``evaluate --bundle``: the task must be the one the bundle was trained for (manifest only)."""
+    from .bundle import read_manifest
+    from .data.task import Task
+
+    labels = read_manifest(bundle).get("labels")
+    wanted = Task.parse(task)
+    if labels and list(wanted.classes) != list(labels):
+        raise ConfigError(f"--task {wanted.name}: the bundle was trained for {'-'.join(labels)}, not {wanted.name}")
+
+
 def format_diagnosis(result: dict[str, Any]) -> str:
     """Human-readable summary of a ``Diagnosis.to_dict()``."""
     labels = result["labels"]
@@ -166,9 +277,15 @@ def _config(args: argparse.Namespace) -> "Any":
     if getattr(args, "config", None):
         path = Path(args.config)
         try:
-            config = TrainConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError, TypeError) as error:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ConfigError("a training config must hold a JSON object (TrainConfig.to_dict format)")
+            config = TrainConfig.from_dict(data)
+            _check_config(config)
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as error:
             raise ConfigError(f"cannot read training config ({error})", path) from None
+        except AnchorADError as error:
+            raise ConfigError(error.problem, path) from None
     else:
         config = TrainConfig.demo(quick=getattr(args, "quick", False))
     if getattr(args, "modalities", None):

@@ -259,8 +259,8 @@ def run_demo(
     rows, result = evaluate_split(config, labels, train, val, test, task_.name, 0, ablation, progress,
                                   resolve_device(device))
     seconds["train_and_evaluate"] = time.perf_counter() - start
-    results = write_results(rows, root / "results", {"split": {"train": len(train), "validation": len(val),
-                                                               "test": len(test)}})
+    results = write_results(rows, root / "results", {"split": {
+        "train": len(train), "validation": len(val), "test": len(test), "test_ids": test.subject_ids}})
     bundle_dir = _save(result.model, config, root / "bundle", cohort_provenance(cohort),
                        extra={"task": task_.name, "training_subjects": len(train),
                               "validation_subjects": len(val)}, overwrite=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ConfigError
 from .base import ModalityBackbone
@@ -94,5 +94,3 @@ def _import_families() -> None:
 
     _loaded = True
 
-
-Builder = Callable[..., ModalityBackbone]

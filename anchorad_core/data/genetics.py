@@ -364,7 +364,7 @@ def parse_genetics_text(
         return check_sequences(parse_fasta(stripped), config, None, warnings)
     if stripped.startswith("##fileformat=VCF") or stripped.startswith("#CHROM"):
         return check_sequences(parse_vcf_text(stripped, warnings=warnings), config, None, warnings)
-    if len(stripped) <= 40 and re.search(r"[234]", stripped):
+    if len(stripped) <= 40 and re.search(r"\d", stripped):  # digits: a genotype (E3/E4), never DNA
         try:
             return expand_apoe_genotype(parse_apoe_genotype(stripped))
         except InputDataError:

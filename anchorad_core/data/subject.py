@@ -323,6 +323,15 @@ def load_subject(
     if folder_path is not None:
         files = find_subject_files(folder_path)
         sid = subject_id or folder_path.name
+        if not any(files.has(m) for m in ALL_MODALITIES) and not any(v is not None for v in overrides.values()):
+            problem = (
+                "no input file of any modality found (expected anat/*_T1w.nii[.gz], "
+                "func/*_bold.nii[.gz] or func/*_timeseries.npy|tsv, clinical/*_note.txt or "
+                "clinical/*_clinical.json, genetics/*_apoe.txt, *.vcf[.gz] or *.fa[sta])"
+            )
+            if on_error == "raise":
+                raise InputDataError(problem, folder_path)
+            files.warnings.append(problem)
     else:
         files = SubjectFiles()
         sid = subject_id or "subject"

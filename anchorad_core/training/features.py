@@ -1,7 +1,6 @@
 """Phase-1 features computed once and cached: the auxiliary inputs of every anchored round."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,12 +92,3 @@ class FeatureCache:
         """Memory held by the cache."""
         return sum(t.numel() * t.element_size() for d in (*self.tokens.values(), *self.pooled.values()) for t in d.values())
 
-
-def batches(n: int, batch_size: int) -> range:
-    """Start offsets of consecutive batches."""
-    return range(0, n, batch_size) if n else range(0)
-
-
-def n_batches(n: int, batch_size: int) -> int:
-    """Number of batches covering ``n`` items."""
-    return math.ceil(n / batch_size)

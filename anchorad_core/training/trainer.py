@@ -54,10 +54,8 @@ def build_model(
     torch.manual_seed(config.seed)
     backbones = {}
     for modality in config.modalities:
-        spec = config.backbones[modality.value]
-        if isinstance(spec, dict) and base_dir is not None:
-            spec = dict(spec)
-        backbones[modality] = build_backbone(spec, base_dir=base_dir, load_weights=load_weights)
+        backbones[modality] = build_backbone(config.backbones[modality.value], base_dir=base_dir,
+                                             load_weights=load_weights)
     return AnchorADModel(backbones, labels).to(device)
 
 
