@@ -126,11 +126,42 @@ def _predict(args: argparse.Namespace, progress: Progress) -> int:
         _option("--genetics", parse_genetics_text, args.genetics, pipeline.preprocess_config)
         overrides["genetics"] = args.genetics
     subject = pipeline.load_subject(args.subject, overrides=overrides or None)
-    diagnosis = pipeline.diagnose(subject, progress)
+    if args.explain:
+        from .explain import explain_subject
+
+        diagnosis, explanation = explain_subject(pipeline, subject, n_steps=args.steps, progress=progress)
+        summary = explanation.save(args.explain)
+        print(f"explanation maps written to {Path(args.explain)} (summary: {summary})", file=sys.stderr)
+    else:
+        diagnosis = pipeline.diagnose(subject, progress)
     if args.json:
         print(json.dumps(diagnosis.to_dict(), indent=2))
     else:
         print(format_diagnosis(diagnosis.to_dict()))
+    return 0
+
+
+def _report(args: argparse.Namespace, progress: Progress) -> int:
+    from .inference import DiagnosisPipeline
+    from .report import report_subject
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out}: already exists (use --force to replace it)")
+    pipeline = DiagnosisPipeline(args.bundle, device=args.device)
+    diagnosis, _, path = report_subject(pipeline, args.subject, out, force=args.force, n_steps=args.steps,
+                                        progress=progress)
+    print(format_diagnosis(diagnosis.to_dict()))
+    print(f"report written to {path}")
+    return 0
+
+
+def _gui(args: argparse.Namespace, progress: Progress) -> int:
+    try:
+        from anchorad_gui.launch import launch
+    except ImportError as error:
+        raise ConfigError(f"the napari plugin is not installed ({error}); pip install 'anchorad[gui]'") from None
+    launch(args.subject_dir, args.bundle)
     return 0
 
 
@@ -151,6 +182,7 @@ def _demo(args: argparse.Namespace, progress: Progress) -> int:
     print(f"results  {outputs.results['json']}  {outputs.results['csv']}")
     if outputs.report is not None:
         print(f"report   {outputs.report}")
+    print(f"explain  {outputs.root / 'explanation'}")
     print(f"time     {outputs.seconds['total']:.0f} s")
     print(RESEARCH_ONLY)
     return 0
@@ -355,7 +387,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--genetics", help="APOE genotype, DNA or FASTA text replacing the folder's genetics")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--explain", metavar="OUTDIR",
+                   help="also write Q-former attention and Integrated Gradients maps (NIfTI, TSV, JSON) here")
+    p.add_argument("--steps", type=int, default=16, help="Integrated Gradients steps (default 16)")
     device(p)
+
+    p = add("report", _report, "diagnose and explain one subject and write a PDF report")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--subject", required=True, help="a sub-<id> folder")
+    p.add_argument("--out", required=True, help="PDF file to write")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.add_argument("--steps", type=int, default=16, help="Integrated Gradients steps (default 16)")
+    device(p)
+
+    p = add("gui", _gui, "open napari with the AnchorAD panels (and a subject folder, default the demo subject)")
+    p.add_argument("subject_dir", nargs="?", help="a sub-<id> folder to open")
+    p.add_argument("--bundle", help="model bundle (default: the shipped demo bundle)")
 
     p = add("demo", _demo, "the whole job on the embedded demo: cohort, training, evaluation, a prediction")
     p.add_argument("--out", default="anchorad-demo", help="output folder (default ./anchorad-demo)")

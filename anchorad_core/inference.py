@@ -145,12 +145,14 @@ class DiagnosisPipeline:
     def diagnose(self, subject: Any, progress: Progress = SILENT, return_outputs: bool = False) -> Diagnosis:
         """Run all stages; ``progress`` is told about each and may cancel between them."""
         runner = self.run(subject, return_outputs=return_outputs)
+        total = 1
         try:
             while True:
                 stage = next(runner)
-                progress.update("diagnosis", stage.index, stage.total)
+                total = stage.total
+                progress.update("diagnosis", stage.index, total)
         except StopIteration as done:
-            progress.update("diagnosis", 1, 1)
+            progress.update("diagnosis", total, total)
             return done.value
 
     @torch.no_grad()

@@ -222,6 +222,7 @@ def run_demo(
     ablation: Sequence[int] = (),
     progress: Progress = SILENT,
     device: str = "auto",
+    report_steps: int = 8,
 ) -> DemoOutputs:
     """Build a demo cohort, train on a split, evaluate on held-out subjects, predict one subject.
 
@@ -268,11 +269,20 @@ def run_demo(
     # Predict one held-out subject from its folder, as a user would.
     from .inference import DiagnosisPipeline
 
-    subject_id = test.subject_ids[0]
+    from .report import report_subject
+
+    start = time.perf_counter()
+    complete = [i for i in range(len(test)) if all(test.samples[m][i] is not None for m in config.modalities)]
+    pick = complete[0] if complete else 0
+    subject_id = test.subject_ids[pick]
     pipeline = DiagnosisPipeline(bundle_dir, device=device)
-    diagnosis = pipeline.diagnose(pipeline.load_subject(cohort.subject_folder(subject_id)))
+    diagnosis, _, report = report_subject(
+        pipeline, cohort.subject_folder(subject_id), root / f"report_{subject_id}.pdf", force=True,
+        n_steps=report_steps, progress=progress, explain_dir=root / "explanation",
+    )
     prediction = diagnosis.to_dict()
-    prediction["true_label"] = labels[int(test.labels[0])]
+    prediction["true_label"] = labels[int(test.labels[pick])]
+    seconds["predict_explain_report"] = time.perf_counter() - start
     seconds["total"] = sum(seconds.values())
     return DemoOutputs(root, cohort_dir, bundle_dir, results, results_table(summarise_rows(rows)),
-                       prediction, seconds=seconds)
+                       prediction, report=report, seconds=seconds)
