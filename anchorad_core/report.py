@@ -25,7 +25,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .errors import AnchorADError
-from .modality import Modality
 
 __all__ = ["write_report", "report_subject", "ReportExistsError", "RESEARCH_USE_ONLY"]
 
@@ -535,7 +534,6 @@ class _Context:
         char_w = 0.6 * fontsize / 72.0 / (fig.get_figwidth() * w)  # DejaVu Sans Mono advance
         line_h = 1.9 * fontsize / 72.0 / (fig.get_figheight() * (h - 0.03))
         x, y = 0.0, 1.0 - line_h
-        last_line = 0
         for i, word in enumerate(mp.words):
             text = word.word
             # note newlines between words: start a new line
@@ -552,7 +550,6 @@ class _Context:
                     bbox=dict(boxstyle="square,pad=0.12", fc=colour, ec="none"),
                     color="white" if abs(norm(word.score) - (0.5 if diverging else 0.0)) > 0.35 else "black")
             x += width
-            last_line = y
         sm = mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
         cax = fig.add_axes([x0 + 0.25, y0 + 0.004, w * 0.4, 0.008])
         cb = fig.colorbar(sm, cax=cax, orientation="horizontal")

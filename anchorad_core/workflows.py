@@ -12,7 +12,7 @@ from .data import PreprocessConfig, Task, load_cohort
 from .data.cohort import Cohort, default_cache_dir
 from .device import resolve_device
 from .errors import InputDataError
-from .modality import Modality, parse_modalities
+from .modality import Modality
 from .progress import SILENT, Progress
 from .training.config import TrainConfig
 from .training.evaluate import (

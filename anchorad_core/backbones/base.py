@@ -123,6 +123,29 @@ class ModalityBackbone(nn.Module, abc.ABC):
         return next(self.parameters()).device
 
 
+def stack_arrays(samples: Sequence[Any], expected: tuple[int, ...], what: str, hint: str) -> torch.Tensor:
+    """Stack same-shaped float samples (arrays or tensors) into ``(B, *expected)``.
+
+    Raises :class:`~anchorad_core.errors.InputDataError` for an empty batch, a sample of
+    another shape (``hint`` says how to fix it) or non-finite values.
+    """
+    import numpy as np
+
+    from ..errors import InputDataError
+
+    if len(samples) == 0:
+        raise InputDataError(f"cannot collate an empty list of {what}s")
+    arrays = []
+    for i, sample in enumerate(samples):
+        arr = np.asarray(sample.detach().cpu() if isinstance(sample, torch.Tensor) else sample, dtype=np.float32)
+        if arr.shape != expected:
+            raise InputDataError(f"{what} {i} has shape {arr.shape}; this backbone expects {expected} ({hint})")
+        if not np.isfinite(arr).all():
+            raise InputDataError(f"{what} {i} contains NaN or infinite values")
+        arrays.append(arr)
+    return torch.from_numpy(np.stack(arrays))
+
+
 def batch_to(batch: dict[str, torch.Tensor], device: "torch.device | str") -> dict[str, torch.Tensor]:
     """Move every tensor of a collated batch to ``device``."""
     return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}

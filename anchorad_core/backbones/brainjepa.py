@@ -64,7 +64,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, InputDataError
 from ..modality import Modality
 from ..resources import resolve_path
-from .base import BackboneOutput, ModalityBackbone
+from .base import BackboneOutput, ModalityBackbone, stack_arrays
 from .checkpoints import CheckpointReport, load_checked, read_checkpoint, select_state_dict, strip_prefixes
 from .gradients import load_gradient_csv
 from .registry import register_backbone, register_preset
@@ -275,21 +275,9 @@ class BrainJEPABackbone(ModalityBackbone):
 
     def collate(self, samples: Sequence[Any]) -> dict[str, torch.Tensor]:
         """Stack ``(n_rois, n_frames)`` series into ``{"series": (B, 1, n_rois, n_frames)}``."""
-        if len(samples) == 0:
-            raise InputDataError("cannot collate an empty list of fMRI series")
-        expected = (self.n_rois, self.n_frames)
-        arrays = []
-        for i, sample in enumerate(samples):
-            arr = np.asarray(sample.detach().cpu() if isinstance(sample, torch.Tensor) else sample,
-                             dtype=np.float32)
-            if arr.shape != expected:
-                raise InputDataError(
-                    f"fMRI series {i} has shape {arr.shape}; this backbone expects (ROI, time) = "
-                    f"{expected} (crop or resample the series in preprocessing)")
-            if not np.isfinite(arr).all():
-                raise InputDataError(f"fMRI series {i} contains NaN or infinite values")
-            arrays.append(arr)
-        return {"series": torch.from_numpy(np.stack(arrays)[:, None])}
+        series = stack_arrays(samples, (self.n_rois, self.n_frames), "fMRI series",
+                              "(ROI, time); crop or resample the series in preprocessing")
+        return {"series": series[:, None]}
 
     def positional_embedding(self) -> torch.Tensor:
         """``(1, num_tokens, D)`` positional embedding added to the patch tokens."""

@@ -45,7 +45,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, InputDataError
 from ..modality import Modality
 from ..resources import resolve_path
-from .base import BackboneOutput, ModalityBackbone
+from .base import BackboneOutput, ModalityBackbone, stack_arrays
 from .checkpoints import CheckpointReport, load_checked, read_checkpoint, select_state_dict, strip_prefixes
 from .registry import register_backbone, register_preset
 
@@ -364,21 +364,7 @@ class UniFormer3DBackbone(ModalityBackbone):
 
     def collate(self, samples: Sequence[Any]) -> dict[str, torch.Tensor]:
         """Stack ``(X, Y, Z)`` volumes (``img_size`` cubes) into ``{"image": (B, 1, X, Y, Z)}``."""
-        if len(samples) == 0:
-            raise InputDataError("cannot collate an empty list of sMRI volumes")
-        expected = (self.img_size,) * 3
-        arrays = []
-        for i, sample in enumerate(samples):
-            arr = np.asarray(sample.detach().cpu() if isinstance(sample, torch.Tensor) else sample,
-                             dtype=np.float32)
-            if arr.shape != expected:
-                raise InputDataError(
-                    f"sMRI volume {i} has shape {arr.shape}; this backbone expects {expected} "
-                    f"(preprocess to an img_size cube)")
-            if not np.isfinite(arr).all():
-                raise InputDataError(f"sMRI volume {i} contains NaN or infinite values")
-            arrays.append(arr)
-        image = torch.from_numpy(np.stack(arrays)[:, None])
+        image = stack_arrays(samples, (self.img_size,) * 3, "sMRI volume", "preprocess to an img_size cube")[:, None]
         if self.in_chans != 1:
             image = image.expand(-1, self.in_chans, -1, -1, -1).contiguous()
         return {"image": image}
