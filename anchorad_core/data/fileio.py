@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
-import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from ..errors import InputDataError
+from ..io_utils import atomic_path, atomic_write_bytes, atomic_write_text
+from ..io_utils import sha256_file as file_sha256
 
 __all__ = [
     "atomic_write_bytes",
@@ -27,54 +24,12 @@ __all__ = [
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-@contextmanager
-def atomic_path(target: "str | Path") -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; rename it onto ``target`` on success.
-
-    Nothing is left at ``target`` (and the temporary file is removed) if the block raises,
-    so readers never see a half-written file.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # keep the full suffix (".nii.gz") so libraries that dispatch on it still work
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix="".join(target.suffixes) or ".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(target: "str | Path", data: bytes) -> Path:
-    """Write ``data`` to ``target`` atomically (temporary file + rename)."""
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
-    return Path(target)
-
-
-def atomic_write_text(target: "str | Path", text: str) -> Path:
-    """Write UTF-8 ``text`` to ``target`` atomically."""
-    return atomic_write_bytes(target, text.encode("utf-8"))
-
-
 def deterministic_gzip(data: bytes, level: int = 6) -> bytes:
     """Gzip ``data`` with no file name and mtime 0 (same input -> same bytes)."""
     buf = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=level, mtime=0) as fh:
         fh.write(data)
     return buf.getvalue()
-
-
-def file_sha256(path: "str | Path", chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_gzip(path: "str | Path") -> None:
