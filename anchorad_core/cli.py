@@ -197,6 +197,19 @@ def _backbones(args: argparse.Namespace, progress: Progress) -> int:
 
 
 # ---------------------------------------------------------------------------- helpers
+def _bench(args: argparse.Namespace, progress: Progress) -> int:
+    from .bench import format_table, run_bench
+
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats: must be at least 1, got {args.repeats}")
+    result = run_bench(repeats=args.repeats, quick=args.quick, device=args.device, threads=args.threads,
+                       log=lambda s: print(f"bench: {s}", file=sys.stderr))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
+
+
 def _option(name: str, check: Any, *values: Any) -> Any:
     """``check(*values)``, with an error naming the option ``name`` (``--task: ...``)."""
     try:
@@ -410,6 +423,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--task", default="NC-AD")
     p.add_argument("--quick", action="store_true", help="fewer epochs (a smoke run)")
+    device(p)
+
+    p = add("bench", _bench, "measure inference, phase-2, cohort, attribution cost and peak memory on the demo")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per figure after one warm-up (default 3)")
+    p.add_argument("--quick", action="store_true", help="fewer subjects and IG steps (a smoke run)")
+    p.add_argument("--threads", type=int, help="torch threads (default: the process default)")
+    p.add_argument("--out", help="also write the JSON here")
     device(p)
 
     p = add("backbones", _backbones, "list backbone presets with parameter counts and memory")

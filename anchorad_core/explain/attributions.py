@@ -20,8 +20,10 @@ on a straight path from an all-baseline subject to the real one (so the converge
   attributions are summed over the embedding dimension to one score per token.
 
 Captum's ``internal_batch_size`` evaluates the path in chunks of ``internal_batch_size``
-interpolation points, so a run costs about ``n_steps`` forward/backward passes of the round
-(plus four single-sample passes for the layer values and the delta).
+interpolation points (default ``min(n_steps, DEFAULT_INTERNAL_BATCH_SIZE)``: the activations of
+all four backbones for a 16-point chunk would dominate peak memory, while on a CPU a larger
+chunk is hardly faster), so a run costs about ``n_steps`` forward/backward passes of the round
+(plus a few single-sample passes for the layer values and the delta).
 """
 from __future__ import annotations
 
@@ -41,6 +43,9 @@ __all__ = ["RoundAttribution", "round_attributions", "DEFAULT_N_STEPS"]
 
 #: Default number of IG steps (Gauss-Legendre); enough for a small delta on the demo bundle.
 DEFAULT_N_STEPS = 16
+
+#: Default interpolation points per forward/backward pass (bounds peak memory; the GUI's value).
+DEFAULT_INTERNAL_BATCH_SIZE = 4
 
 _INPUT_KEY = {
     Modality.SMRI: "image",
@@ -193,7 +198,8 @@ def round_attributions(
     n_steps : int
         IG steps (Gauss-Legendre).
     internal_batch_size : int, optional
-        Interpolation points per forward/backward pass (default ``n_steps``: one pass).
+        Interpolation points per forward/backward pass (default
+        ``min(n_steps, DEFAULT_INTERNAL_BATCH_SIZE)``; ``n_steps`` makes it one pass).
     auxiliaries : bool
         Also attribute to the auxiliary inputs, through the Q-former (default).
 
@@ -216,18 +222,23 @@ def round_attributions(
     with warnings.catch_warnings():  # "multiple layers": ours are independent by construction
         warnings.filterwarnings("ignore", message="Multiple layers provided")
         lig = LayerIntegratedGradients(fn, layers if len(layers) > 1 else layers[0])
-    with torch.enable_grad():
+    recorder = _Recorder(fn, layers)
+    with torch.enable_grad(), recorder:
         attributions = lig.attribute(
             inputs if len(inputs) > 1 else inputs[0],
             baselines=baselines if len(baselines) > 1 else baselines[0],
             target=int(target),
             n_steps=int(n_steps),
             method="gausslegendre",
-            internal_batch_size=int(internal_batch_size or n_steps),
+            internal_batch_size=int(internal_batch_size or min(int(n_steps), DEFAULT_INTERNAL_BATCH_SIZE)),
         )
     with torch.no_grad():
-        f_x = float(fn(*inputs)[0, int(target)])
-        f_b = float(_at_baseline(fn, layers, inputs, baselines)[0, int(target)])
+        # f(x) and the baselines' layer outputs come from the two single-sample forwards Captum
+        # makes before the path (for the layer values of the inputs and of the baselines), when
+        # they were recorded; otherwise they are computed again
+        f_x_out = _recorded_output(recorder, inputs)
+        f_x = float((f_x_out if f_x_out is not None else fn(*inputs))[0, int(target)])
+        f_b = float(_at_baseline(fn, layers, inputs, baselines, _recorded_layers(recorder, baselines))[0, int(target)])
     if len(layers) == 1:
         attributions = [attributions]
     # Captum's own delta check wants one layer row per example, which the DNA embedding layer
@@ -255,20 +266,90 @@ def round_attributions(
     )
 
 
-def _at_baseline(fn: nn.Module, layers: Sequence[nn.Module], inputs: tuple, baselines: tuple) -> torch.Tensor:
+class _Recorder:
+    """Records, while active, the inputs, output and attributed-layer outputs of every
+    single-sample call of the round function (Captum's layer-value forwards), so that ``f(x)``
+    and the baselines' layer outputs need no forward of their own."""
+
+    def __init__(self, fn: nn.Module, layers: Sequence[nn.Module]) -> None:
+        self.fn, self.layers = fn, list(layers)
+        self.calls: list[tuple[tuple, torch.Tensor, dict[int, Any]]] = []
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> "_Recorder":
+        current: dict[int, Any] = {}
+        count = [0]
+
+        def pre(_m: Any, args: tuple) -> None:
+            current.clear()
+            count[0] += 1
+
+        def post(_m: Any, args: tuple, out: torch.Tensor) -> None:
+            # only Captum's first two calls (layer values of the inputs, then of the baselines):
+            # its later path calls pass the same inputs but replace the layer outputs
+            if count[0] <= 2 and args and args[0].shape[0] == 1:
+                self.calls.append((tuple(a.detach() for a in args), out.detach(), dict(current)))
+
+        self._handles = [self.fn.register_forward_pre_hook(pre), self.fn.register_forward_hook(post)]
+        self._handles += [
+            layer.register_forward_hook(lambda _m, _i, out, i=i: current.__setitem__(i, _detached(out)))
+            for i, layer in enumerate(self.layers)
+        ]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def _detached(out: Any) -> Any:
+    return out.detach() if isinstance(out, torch.Tensor) else out
+
+
+def _find_call(recorder: "_Recorder | None", args: tuple) -> "tuple | None":
+    for call_args, out, layers in (recorder.calls if recorder is not None else []):
+        if len(call_args) == len(args) and all(
+            a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, torch.as_tensor(b).to(a.device))
+            for a, b in zip(call_args, args)
+        ):
+            return call_args, out, layers
+    return None
+
+
+def _recorded_output(recorder: "_Recorder | None", args: tuple) -> "torch.Tensor | None":
+    """The recorded output of ``fn(*args)``, if such a call was recorded."""
+    call = _find_call(recorder, args)
+    return None if call is None else call[1]
+
+
+def _recorded_layers(recorder: "_Recorder | None", args: tuple) -> "dict[int, Any] | None":
+    """The recorded attributed-layer outputs of ``fn(*args)`` (all layers), if recorded."""
+    call = _find_call(recorder, args)
+    if call is None or len(call[2]) != len(recorder.layers):  # type: ignore[union-attr]
+        return None
+    return call[2]
+
+
+def _at_baseline(
+    fn: nn.Module, layers: Sequence[nn.Module], inputs: tuple, baselines: tuple,
+    captured: "dict[int, Any] | None" = None,
+) -> torch.Tensor:
     """``f`` at the start of the IG path: the real inputs with every attributed layer's output
     replaced by its output for the baselines (not ``fn(*baselines)``: a model may use the token
-    ids for more than the embedding lookup, e.g. ESM derives position ids from padding)."""
-    captured: dict[int, Any] = {}
-    handles = [
-        layer.register_forward_hook(lambda _m, _i, out, i=i: captured.__setitem__(i, out))
-        for i, layer in enumerate(layers)
-    ]
-    try:
-        fn(*baselines)
-    finally:
-        for h in handles:
-            h.remove()
+    ids for more than the embedding lookup, e.g. ESM derives position ids from padding).
+    ``captured``: those layer outputs when already known (layer index -> output)."""
+    if captured is None:
+        captured = {}
+        handles = [
+            layer.register_forward_hook(lambda _m, _i, out, i=i: captured.__setitem__(i, out))
+            for i, layer in enumerate(layers)
+        ]
+        try:
+            fn(*baselines)
+        finally:
+            for h in handles:
+                h.remove()
     handles = [
         layer.register_forward_hook(lambda _m, _i, _out, i=i: captured[i]) for i, layer in enumerate(layers)
     ]

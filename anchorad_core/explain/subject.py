@@ -242,7 +242,8 @@ def explain_subject(
         IG steps per round (Gauss-Legendre). 16 keeps the convergence delta of the demo bundle
         around 1e-3 (probability units).
     internal_batch_size : int, optional
-        IG interpolation points per forward/backward pass (default ``n_steps``).
+        IG interpolation points per forward/backward pass (default
+        ``min(n_steps, DEFAULT_INTERNAL_BATCH_SIZE)``, see :func:`.attributions.round_attributions`).
     attributions : bool
         Run Integrated Gradients (``False``: attention only, a fraction of a second).
     auxiliary_attributions : bool
