@@ -146,6 +146,17 @@ def stack_arrays(samples: Sequence[Any], expected: tuple[int, ...], what: str, h
     return torch.from_numpy(np.stack(arrays))
 
 
+def extra_token_mask(
+    extra_mask: "torch.Tensor | None", shape: "tuple[int, ...] | torch.Size", device: torch.device
+) -> torch.Tensor:
+    """Boolean ``(B, E)`` validity of appended tokens (all valid when ``extra_mask`` is ``None``)."""
+    if extra_mask is None:
+        return torch.ones(tuple(shape), dtype=torch.bool, device=device)
+    if tuple(extra_mask.shape) != tuple(shape):
+        raise ValueError(f"extra_mask must have shape {tuple(shape)}, got {tuple(extra_mask.shape)}")
+    return extra_mask.to(device=device, dtype=torch.bool)
+
+
 def batch_to(batch: dict[str, torch.Tensor], device: "torch.device | str") -> dict[str, torch.Tensor]:
     """Move every tensor of a collated batch to ``device``."""
     return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}

@@ -64,7 +64,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, InputDataError
 from ..modality import Modality
 from ..resources import resolve_path
-from .base import BackboneOutput, ModalityBackbone, stack_arrays
+from .base import BackboneOutput, ModalityBackbone, extra_token_mask, stack_arrays
 from .checkpoints import CheckpointReport, load_checked, read_checkpoint, select_state_dict, strip_prefixes
 from .gradients import load_gradient_csv
 from .registry import register_backbone, register_preset
@@ -306,7 +306,7 @@ class BrainJEPABackbone(ModalityBackbone):
             if extra_tokens.ndim != 3 or extra_tokens.shape[0] != x.shape[0] or extra_tokens.shape[2] != self.width:
                 raise ValueError(
                     f"extra_tokens must be (B={x.shape[0]}, E, {self.width}), got {tuple(extra_tokens.shape)}")
-            valid = _valid_mask(extra_mask, extra_tokens.shape[:2], x.device)
+            valid = extra_token_mask(extra_mask, extra_tokens.shape[:2], x.device)
             if bool(valid.any()):
                 x = torch.cat([x, extra_tokens.to(x.dtype)], dim=1)
                 if not bool(valid.all()):
@@ -332,7 +332,7 @@ class BrainJEPABackbone(ModalityBackbone):
         if extra is None:
             mean = tokens.mean(dim=1)
         else:
-            valid = _valid_mask(extra_mask, extra.shape[:2], tokens.device)
+            valid = extra_token_mask(extra_mask, extra.shape[:2], tokens.device)
             if not bool(valid.any()):
                 mean = tokens.mean(dim=1)
             else:
@@ -385,15 +385,6 @@ class BrainJEPABackbone(ModalityBackbone):
             shutil.copyfile(self._gradient_file, tmp)
             tmp.replace(target)
         return {"gradient_path": name}
-
-
-def _valid_mask(extra_mask: "torch.Tensor | None", shape: "tuple[int, ...] | torch.Size",
-                device: torch.device) -> torch.Tensor:
-    if extra_mask is None:
-        return torch.ones(tuple(shape), dtype=torch.bool, device=device)
-    if tuple(extra_mask.shape) != tuple(shape):
-        raise ValueError(f"extra_mask must have shape {tuple(shape)}, got {tuple(extra_mask.shape)}")
-    return extra_mask.to(device=device, dtype=torch.bool)
 
 
 # --------------------------------------------------------------------------- checkpoint

@@ -45,7 +45,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, InputDataError
 from ..modality import Modality
 from ..resources import resolve_path
-from .base import BackboneOutput, ModalityBackbone, stack_arrays
+from .base import BackboneOutput, ModalityBackbone, extra_token_mask, stack_arrays
 from .checkpoints import CheckpointReport, load_checked, read_checkpoint, select_state_dict, strip_prefixes
 from .registry import register_backbone, register_preset
 
@@ -383,7 +383,7 @@ class UniFormer3DBackbone(ModalityBackbone):
         mask = torch.ones(b, n, dtype=torch.bool, device=tokens.device)
         if extra is None:
             return BackboneOutput(tokens=tokens, mask=mask, pooled=tokens.mean(dim=1), extra=None)
-        valid = _valid_mask(extra_mask, extra.shape[:2], extra.device)
+        valid = extra_token_mask(extra_mask, extra.shape[:2], extra.device)
         pooled = _pool_with_extras(tokens, extra, valid)
         return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=extra)
 
@@ -455,7 +455,7 @@ class UniFormer3DBackbone(ModalityBackbone):
             raise ValueError(
                 f"extra_tokens must be (B={expected[0]}, E, {expected[1]}), got {tuple(extra_tokens.shape)}")
         extra = extra_tokens.to(dtype=ref.dtype)
-        valid = _valid_mask(extra_mask, extra.shape[:2], extra.device)
+        valid = extra_token_mask(extra_mask, extra.shape[:2], extra.device)
         return extra, valid
 
     # ------------------------------------------------------------------ config
@@ -490,15 +490,6 @@ class UniFormer3DBackbone(ModalityBackbone):
             "checkpoint": self.checkpoint,
             "in_channels_rule": self.in_channels_rule,
         }
-
-
-def _valid_mask(extra_mask: "torch.Tensor | None", shape: "tuple[int, ...] | torch.Size",
-                device: torch.device) -> torch.Tensor:
-    if extra_mask is None:
-        return torch.ones(tuple(shape), dtype=torch.bool, device=device)
-    if tuple(extra_mask.shape) != tuple(shape):
-        raise ValueError(f"extra_mask must have shape {tuple(shape)}, got {tuple(extra_mask.shape)}")
-    return extra_mask.to(device=device, dtype=torch.bool)
 
 
 def _key_mask(x: torch.Tensor, extra: "torch.Tensor | None", valid: "torch.Tensor | None") -> "torch.Tensor | None":
