@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..modality import ALL_MODALITIES
+from ..io_utils import atomic_directory
 from .fileio import deterministic_gzip
 from .genetics import expand_apoe_genotype
 from .templates import (
@@ -537,71 +537,61 @@ def make_demo_cohort(
     torch_threads = torch.get_num_threads()
     # parallelism comes from the worker threads; one torch thread each avoids oversubscription
     torch.set_num_threads(1)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        rows: list[dict[str, Any]] = [None] * n_subjects  # type: ignore[list-item]
-        done = 0
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_write_subject, tmp, sid, lab, sq) for sid, lab, sq in zip(ids, labels, subject_seqs)]
-            for i, fut in enumerate(futures):
-                rows[i] = fut.result()
-                done += 1
-                if progress is not None:
-                    progress(done, n_subjects, ids[i])
-        import pandas as pd
+        # built in a temporary sibling folder and renamed into place: never half-written
+        with atomic_directory(out, overwrite=True) as tmp:
+            rows: list[dict[str, Any]] = [None] * n_subjects  # type: ignore[list-item]
+            done = 0
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(_write_subject, tmp, sid, lab, sq) for sid, lab, sq in zip(ids, labels, subject_seqs)]
+                for i, fut in enumerate(futures):
+                    rows[i] = fut.result()
+                    done += 1
+                    if progress is not None:
+                        progress(done, n_subjects, ids[i])
+            import pandas as pd
 
-        table = pd.DataFrame(rows)
-        table[["participant_id", "diagnosis", "age", "sex"]].to_csv(tmp / "participants.tsv", sep="\t", index=False)
-        (tmp / "participants.json").write_text(
-            json.dumps(
-                {
-                    "diagnosis": {
-                        "Description": "Diagnostic group of the SYNTHETIC subject",
-                        "Levels": {
-                            "NC": "normal cognition",
-                            "sMCI": "mild cognitive impairment, stable",
-                            "pMCI": "mild cognitive impairment, progressing to AD",
-                            "AD": "Alzheimer's disease dementia",
+            table = pd.DataFrame(rows)
+            table[["participant_id", "diagnosis", "age", "sex"]].to_csv(tmp / "participants.tsv", sep="\t", index=False)
+            (tmp / "participants.json").write_text(
+                json.dumps(
+                    {
+                        "diagnosis": {
+                            "Description": "Diagnostic group of the SYNTHETIC subject",
+                            "Levels": {
+                                "NC": "normal cognition",
+                                "sMCI": "mild cognitive impairment, stable",
+                                "pMCI": "mild cognitive impairment, progressing to AD",
+                                "AD": "Alzheimer's disease dementia",
+                            },
                         },
+                        "age": {"Description": "age in years (synthetic)"},
+                        "sex": {"Description": "sex (synthetic)", "Levels": {"F": "female", "M": "male"}},
                     },
-                    "age": {"Description": "age in years (synthetic)"},
-                    "sex": {"Description": "sex (synthetic)", "Levels": {"F": "female", "M": "male"}},
-                },
-                indent=1,
+                    indent=1,
+                )
+                + "\n"
             )
-            + "\n"
-        )
-        (tmp / "dataset_description.json").write_text(
-            json.dumps(
-                {
-                    "Name": "AnchorAD synthetic demo cohort (SYNTHETIC subjects on real templates)",
-                    "BIDSVersion": "1.9.0",
-                    "DatasetType": "raw",
-                    "GeneratedBy": [{"Name": "anchorad_core.data.demo.make_demo_cohort", "Description": f"n={n_subjects}, seed={seed}"}],
-                    "License": "Derived from Apache-2.0 / MIT / BSD-3-Clause templates; see LICENSES.md",
-                },
-                indent=1,
+            (tmp / "dataset_description.json").write_text(
+                json.dumps(
+                    {
+                        "Name": "AnchorAD synthetic demo cohort (SYNTHETIC subjects on real templates)",
+                        "BIDSVersion": "1.9.0",
+                        "DatasetType": "raw",
+                        "GeneratedBy": [{"Name": "anchorad_core.data.demo.make_demo_cohort", "Description": f"n={n_subjects}, seed={seed}"}],
+                        "License": "Derived from Apache-2.0 / MIT / BSD-3-Clause templates; see LICENSES.md",
+                    },
+                    indent=1,
+                )
+                + "\n"
             )
-            + "\n"
-        )
-        truth = tmp / "derivatives"
-        truth.mkdir()
-        table.drop(columns=["age", "sex"]).to_csv(truth / "synthetic_truth.tsv", sep="\t", index=False, float_format="%.4f")
-        counts = {k: int(v) for k, v in table["diagnosis"].value_counts().reindex(list(LABEL_SEVERITY)).items()}
-        dropped = {r["participant_id"]: r["dropped"] for r in rows if r["dropped"]}
-        (tmp / "README.md").write_text(_readme(n_subjects, seed, counts, len(dropped)), encoding="utf-8")
-        shutil.copyfile(template_path("LICENSES.md"), tmp / "LICENSES.md")
-        # move into place atomically
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, trash / "old")
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            truth = tmp / "derivatives"
+            truth.mkdir()
+            table.drop(columns=["age", "sex"]).to_csv(truth / "synthetic_truth.tsv", sep="\t", index=False, float_format="%.4f")
+            counts = {k: int(v) for k, v in table["diagnosis"].value_counts().reindex(list(LABEL_SEVERITY)).items()}
+            dropped = {r["participant_id"]: r["dropped"] for r in rows if r["dropped"]}
+            (tmp / "README.md").write_text(_readme(n_subjects, seed, counts, len(dropped)), encoding="utf-8")
+            shutil.copyfile(template_path("LICENSES.md"), tmp / "LICENSES.md")
     finally:
         torch.set_num_threads(torch_threads)
     return DemoCohortInfo(
