@@ -433,3 +433,17 @@ def attention_lora_regex(model: nn.Module, model_type: "str | None") -> str:
     if not leaves:
         raise ConfigError(f"cannot find attention projections for LoRA in a {model_type!r} model")
     return r"(.*\.)?(" + "|".join(re.escape(leaf) for leaf in leaves) + ")"
+
+
+def checked_config(config: dict[str, Any], known: set[str], family: str) -> dict[str, Any]:
+    """A copy of a backbone config without ``family`` and the sizing-only
+    ``reference_architecture``, refusing keys outside ``known`` with a :class:`ConfigError`."""
+    from ..errors import ConfigError
+
+    config = dict(config)
+    config.pop("family", None)
+    config.pop("reference_architecture", None)  # presets of published models: sizing only
+    unknown = set(config) - known
+    if unknown:
+        raise ConfigError(f"{family}: unknown config keys {sorted(unknown)}; known: {sorted(known)}")
+    return config

@@ -41,6 +41,7 @@ from .hf_common import (
     attention_lora_regex,
     check_extra_inputs,
     check_loading_info,
+    checked_config,
     dtype_name,
     last_valid,
     load_hf_config,
@@ -208,14 +209,7 @@ class HFTextBackbone(ModalityBackbone):
         ``config.json`` (``AutoModel.from_config``) with random weights; only the config and
         tokenizer files need to exist (what :meth:`export_files` writes).
         """
-        config = dict(config)
-        config.pop("family", None)
-        # reference_architecture (presets of published models) is used only for sizing
-        config.pop("reference_architecture", None)
-        known = {"model_path", "kind", "max_length", "dtype", "pooling", "trust_remote_code"}
-        unknown = set(config) - known
-        if unknown:
-            raise ConfigError(f"hf-text: unknown config keys {sorted(unknown)}; known: {sorted(known)}")
+        config = checked_config(config, {"model_path", "kind", "max_length", "dtype", "pooling", "trust_remote_code"}, "hf-text")
         model_path = config.get("model_path", DEFAULT_TEXT_MODEL)
         kind = config.get("kind", "auto")
         if kind not in KINDS:

@@ -69,6 +69,7 @@ from .hf_common import (
     attention_lora_regex,
     check_extra_inputs,
     check_loading_info,
+    checked_config,
     dtype_name,
     load_hf_config,
     load_hf_tokenizer,
@@ -190,14 +191,7 @@ class NucleotideTransformerBackbone(ModalityBackbone):
         ``model_path`` are read (what :meth:`export_files` writes). A preset's
         ``reference_architecture`` is accepted and ignored here (see :meth:`sizing_module`).
         """
-        config = dict(config)
-        config.pop("family", None)
-        # reference_architecture (presets of published models) is used only for sizing
-        config.pop("reference_architecture", None)
-        known = {"model_path", "esm_config", "max_length", "max_chunks", "dtype", "allow_remote_code"}
-        unknown = set(config) - known
-        if unknown:
-            raise ConfigError(f"nucleotide-transformer: unknown config keys {sorted(unknown)}; known: {sorted(known)}")
+        config = checked_config(config, {"model_path", "esm_config", "max_length", "max_chunks", "dtype", "allow_remote_code"}, "nucleotide-transformer")
         dtype = parse_dtype(config.get("dtype", "float32"))
         remote = bool(config.get("allow_remote_code", False))
         model_path = config.get("model_path")
