@@ -113,7 +113,17 @@ class AnchorADModel(nn.Module):
     ) -> RoundOutput:
         """The anchored pass of ``anchor`` with its LoRA on and ``H_a`` appended."""
         peft_model = self._peft[anchor]
-        aux = {m: f.to(self.device) for m, f in aux.items() if m != anchor}
+        dtype = self.round_dtype(anchor)
+        # The Q-former runs in the round's dtype (bfloat16 / float16 after ``model.to(dtype)``),
+        # but backbones may hand their phase-1 tokens back in float32: cast at this boundary.
+        aux = {
+            m: AuxiliaryFeatures(
+                f.tokens.to(self.device, dtype) if f.tokens.is_floating_point() else f.tokens.to(self.device),
+                f.mask.to(self.device),
+                f.present.to(self.device),
+            )
+            for m, f in aux.items() if m != anchor
+        }
         return self.rounds[anchor.value](peft_model, batch_to(batch, self.device), aux, return_attention)
 
     def aggregate(self, probabilities: torch.Tensor, present: torch.Tensor, rule: str | None = None) -> torch.Tensor:
@@ -121,6 +131,21 @@ class AnchorADModel(nn.Module):
         rule = rule or self.aggregation_rule
         weights = [self.round_weights.get(m.value, 1.0) for m in self.anchors()] if rule == "validation" else None
         return aggregate(probabilities, present, rule, weights)
+
+    def round_dtype(self, anchor: Modality) -> torch.dtype:
+        """Floating dtype of ``anchor``'s round (its Q-former weights)."""
+        for p in self.rounds[anchor.value].parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return self.dtype
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the model's parameters (``float32`` unless cast)."""
+        for p in self.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return torch.float32
 
     @property
     def device(self) -> torch.device:

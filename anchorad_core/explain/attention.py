@@ -66,7 +66,13 @@ class BlockAttention:
 
 
 def check_rows_sum_to_one(weights: torch.Tensor, key_mask: torch.Tensor, tol: float = ROW_SUM_TOL) -> None:
-    """Raise ``ValueError`` unless every ``(…, query, key)`` row sums to 1 and masked keys get 0."""
+    """Raise ``ValueError`` unless every ``(…, query, key)`` row sums to 1 and masked keys get 0.
+
+    ``tol`` is widened to a few units of rounding of ``weights``'s dtype (bfloat16 / float16
+    softmax rows sum to 1 only to about ``2 ** -8`` / ``2 ** -11``).
+    """
+    if weights.is_floating_point():
+        tol = max(tol, 2 * float(torch.finfo(weights.dtype).eps))
     w = weights.detach().float()
     sums = w.sum(dim=-1)
     if not torch.allclose(sums, torch.ones_like(sums), atol=tol):
@@ -138,7 +144,7 @@ def round_attention(
         weights = attention.get(m.value)
         if weights is None or m not in features:
             continue  # missing modality: its block is masked, no map
-        w = weights[0].detach().float().cpu()  # (H, Q, N)
+        w = weights[0].detach().cpu()  # (H, Q, N), in the model's dtype until checked
         if aux_masks is not None and m in aux_masks:
             mask = aux_masks[m][0].bool().cpu()
         elif "token_mask" in features[m]:
@@ -148,6 +154,7 @@ def round_attention(
         else:
             mask = torch.ones(w.shape[-1], dtype=torch.bool)
         check_rows_sum_to_one(w, mask)
+        w = w.float()
         per_query = w.mean(dim=0).numpy()
         mean = per_query.mean(axis=0)
         out[m.value] = BlockAttention(
@@ -155,10 +162,11 @@ def round_attention(
         )
     weights = attention.get("cross")
     if weights is not None and out:
-        w = weights[0].detach().float().cpu()  # (H, Q, |M'| * N_q)
+        w = weights[0].detach().cpu()  # (H, Q, |M'| * N_q)
         present = torch.tensor([m.value in out for m in aux_order], dtype=torch.bool)
         mask = present.repeat_interleave(nq)
         check_rows_sum_to_one(w, mask)
+        w = w.float()
         per_query = w.mean(dim=0).numpy()
         mean = per_query.mean(axis=0)
         query_shares = per_query.reshape(per_query.shape[0], len(aux_order), nq).sum(axis=2)

@@ -78,7 +78,9 @@ class AnchoredRound(nn.Module):
             out = backbone(anchor_batch)
         else:
             out = backbone(anchor_batch, extra_tokens=h_a.tokens, extra_mask=h_a.mask)
-        return RoundOutput(self.head(out.pooled), h_a, out.pooled, h_a.attention)
+        # some backbones return float32 features whatever their weights' dtype
+        logits = self.head(out.pooled.to(self.head.weight.dtype))
+        return RoundOutput(logits, h_a, out.pooled, h_a.attention)
 
 
 def _batch_size(batch: dict[str, torch.Tensor]) -> int:

@@ -1,0 +1,46 @@
+"""Half precision inference on the CPU: the shipped demo bundle in bfloat16 / float16 agrees with float32.
+
+Phase-1 features of some backbones come back in float32 whatever the model's dtype; the model
+casts them to the round's dtype at the Q-former boundary (``AnchorADModel.anchored``). Before
+that, ``--dtype bfloat16`` raised ``RuntimeError: mat1 and mat2 must have the same dtype``.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from anchorad_core.inference import DiagnosisPipeline
+from anchorad_core.resources import resource_path
+
+#: bfloat16 keeps 8 bits of mantissa (~2-3 significant digits): probabilities within 0.03.
+PROB_TOL = 0.03
+
+
+@pytest.fixture(scope="module")
+def reference():
+    pipeline = DiagnosisPipeline(resource_path("demo/bundle"), device="cpu", dtype="float32")
+    subject = pipeline.load_subject(resource_path("demo/sub-001"))
+    return subject, pipeline.diagnose(subject)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_gives_the_float32_diagnosis(reference, dtype):
+    from anchorad_core.explain.subject import explain_subject
+
+    subject, ref = reference
+    pipeline = DiagnosisPipeline(resource_path("demo/bundle"), device="cpu", dtype=dtype)
+    assert pipeline.model.dtype == getattr(torch, dtype)
+    got = pipeline.diagnose(subject, return_outputs=True)
+
+    assert got.label == ref.label
+    assert [r.anchor for r in got.rounds] == [r.anchor for r in ref.rounds]
+    for label in ref.labels:
+        assert got.aggregate_probabilities[label] == pytest.approx(ref.aggregate_probabilities[label], abs=PROB_TOL)
+    for r_got, r_ref in zip(got.rounds, ref.rounds):
+        assert r_got.output.logits.dtype == getattr(torch, dtype)  # really computed in half precision
+        for label in ref.labels:
+            assert r_got.probabilities[label] == pytest.approx(r_ref.probabilities[label], abs=PROB_TOL), r_got.anchor
+
+    # the Q-former attention of a half-precision diagnosis can be read (rows sum to 1 within rounding)
+    _, explanation = explain_subject(pipeline, subject, attributions=False, diagnosis=got)
+    assert all(explanation.round(r.anchor).attention for r in got.rounds)
