@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import AnchorADError, CancelledError, ConfigError
-from .progress import Progress, TqdmSink
+from .progress import LogSink, Progress, TqdmSink
 
 RESEARCH_ONLY = "AnchorAD is a research tool, not a medical device: never use it for clinical diagnosis."
 
@@ -24,7 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    sink = TqdmSink(disable=getattr(args, "json", False) or not sys.stderr.isatty() and False)
+    # a terminal gets progress bars; a log (stderr redirected) one line per stage
+    sink = TqdmSink() if sys.stderr.isatty() else LogSink()
     progress = Progress(sink)
     try:
         return int(args.handler(args, progress) or 0)
@@ -45,6 +46,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # ---------------------------------------------------------------------------- commands
+def _pretrain(args: argparse.Namespace, progress: Progress) -> int:
+    from .pretraining import PretrainSettings, pretrain_demo_backbones
+
+    settings = PretrainSettings(subjects=args.subjects, seed=args.seed)
+    modalities = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
+    unknown = sorted(set(modalities) - {"smri", "fmri", "genetics"})
+    if unknown:
+        raise ConfigError(f"--modalities: cannot pretrain {', '.join(unknown)} (choose from smri, fmri, genetics)")
+    provenance = pretrain_demo_backbones(args.out, settings, progress, modalities)
+    for m, entry in provenance["models"].items():
+        print(f"{m:<9} {entry['objective']}: {entry['steps']} steps, loss {entry['loss'][0]:.3f} -> "
+              f"{entry['loss'][-1]:.3f}  ({entry['file']})")
+    print(f"provenance written to {Path(args.out) / 'PROVENANCE.json'}")
+    return 0
+
+
 def _demo_cohort(args: argparse.Namespace, progress: Progress) -> int:
     from .data import make_demo_cohort
 
@@ -86,7 +103,7 @@ def _train(args: argparse.Namespace, progress: Progress) -> int:
 
 def _evaluate(args: argparse.Namespace, progress: Progress) -> int:
     from .io_utils import json_safe
-    from .training.evaluate import results_table, summarise_rows, write_results
+    from .training.evaluate import paired_tests, pooled_summary, pooled_table, results_table, summarise_rows, write_results
     from .workflows import evaluate_bundle, evaluate_cohort
 
     tasks = [t for t in args.task.split(",") if t]
@@ -96,17 +113,28 @@ def _evaluate(args: argparse.Namespace, progress: Progress) -> int:
             raise ConfigError("--bundle scores one task at a time")
         _check_bundle_task(args.bundle, tasks[0])
         rows = evaluate_bundle(args.bundle, args.cohort, tasks[0], progress, args.device)
-    else:
-        ablation = [int(x) for x in args.ablation.split(",") if x != ""] if args.ablation else []
-        rows = evaluate_cohort(args.cohort, tasks, _config(args), args.folds, ablation, progress, args.device)
-    summary = summarise_rows(rows)
+        if args.out:
+            paths = write_results(rows, Path(args.out))
+            print(f"results written to {paths['json']} and {paths['csv']}", file=sys.stderr)
+        summary = summarise_rows(rows)
+        print(json.dumps(json_safe({"folds": rows, "summary": summary}), indent=2) if args.json
+              else results_table(summary))
+        return 0
+    ablation = [int(x) for x in args.ablation.split(",") if x != ""] if args.ablation else []
+    evaluations = evaluate_cohort(args.cohort, tasks, _config(args), args.folds, ablation, progress, args.device,
+                                  repeats=args.repeats)
+    summary = [r for e in evaluations for r in pooled_summary(e)]
+    tests = [t for e in evaluations for t in paired_tests(e)]
     if args.out:
-        paths = write_results(rows, Path(args.out))
-        print(f"results written to {paths['json']} and {paths['csv']}", file=sys.stderr)
+        paths = write_results(evaluations, Path(args.out))
+        print(f"results written to {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
     if args.json:
-        print(json.dumps(json_safe({"folds": rows, "summary": summary}), indent=2))
+        curves = [{"task": e.task, **c} for e in evaluations for c in e.curves]
+        rows = [r for e in evaluations for r in e.rows]
+        print(json.dumps(json_safe({"summary": summary, "paired_tests": tests, "folds": rows, "curves": curves}),
+                         indent=2))
     else:
-        print(results_table(summary))
+        print(pooled_table(summary, tests))
     return 0
 
 
@@ -286,6 +314,8 @@ def _check_options(args: argparse.Namespace) -> None:
         _option("--modalities", parse_modalities, args.modalities)
     if getattr(args, "folds", None) is not None and not getattr(args, "bundle", None) and args.folds < 2:
         raise ConfigError(f"--folds: cross-validation needs at least 2 folds, got {args.folds}")
+    if getattr(args, "repeats", 1) is not None and getattr(args, "repeats", 1) < 1:
+        raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
 
 
 def _check_bundle_task(bundle: str, task: str) -> None:
@@ -372,6 +402,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace an existing folder")
 
+    p = add("pretrain", _pretrain, "self-supervised pretraining of the demo backbones on an unlabeled synthetic cohort")
+    p.add_argument("out", help="folder for the weights and PROVENANCE.json (the shipped ones: resources/pretrained)")
+    p.add_argument("--subjects", type=int, default=360)
+    p.add_argument("--seed", type=int, default=1_000_003, help="seed of the pretraining cohort (no evaluation cohort uses it)")
+    p.add_argument("--modalities", default="smri,fmri,genetics", help="which backbones to pretrain")
+
     p = add("train", _train, "train phase 1 and phase 2 on a cohort and write a model bundle")
     p.add_argument("--cohort", required=True)
     p.add_argument("--task", required=True, help="two labels, e.g. NC-AD, NC-MCI, sMCI-pMCI")
@@ -387,6 +423,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True, help="one task or a comma-separated list (one column each)")
     p.add_argument("--bundle", help="score this trained bundle instead of cross-validating")
     p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=1, help="repeated stratified CV: reshuffle and rerun this many times")
     p.add_argument("--ablation", default="0,4,16", help="query counts of the N_q ablation ('' to skip)")
     p.add_argument("--out", help="folder for results.json and results.csv")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")

@@ -68,3 +68,34 @@ class TqdmSink:
         for bar in self._bars.values():
             bar.close()
         self._bars.clear()
+
+
+class LogSink:
+    """A :class:`ProgressSink` for logs (stderr not a terminal): one line per stage, not per update.
+
+    Prints ``stage: started (total N)`` when a stage first reports and ``stage: done in Xs``
+    when it completes; updates in between are dropped.
+    """
+
+    def __init__(self, stream: "object | None" = None) -> None:
+        import sys
+
+        self.stream = stream if stream is not None else sys.stderr
+        self._started: dict[str, float] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        import time
+
+        now = time.perf_counter()
+        if stage not in self._started:
+            self._started[stage] = now
+            if done < total:
+                print(f"{stage}: started ({total} steps)", file=self.stream, flush=True)  # type: ignore[call-overload]
+        if done >= total:
+            start = self._started.pop(stage)
+            print(f"{stage}: done in {now - start:.1f} s", file=self.stream, flush=True)  # type: ignore[call-overload]
+
+    def close(self) -> None:
+        """Nothing to close (kept for the :class:`TqdmSink` interface)."""
+        self._started.clear()
+

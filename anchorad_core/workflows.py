@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from .bundle import Provenance, load_bundle, save_bundle
 from .data import PreprocessConfig, Task, load_cohort
 from .data.cohort import Cohort, default_cache_dir
@@ -15,7 +17,9 @@ from .errors import InputDataError
 from .modality import Modality
 from .progress import SILENT, Progress
 from .training.config import TrainConfig
+from .training.classical import SummaryFeatures, summary_features
 from .training.evaluate import (
+    Evaluation,
     cross_validate,
     evaluate_split,
     late_fusion,
@@ -140,6 +144,21 @@ def distributed_accelerator(device: str = "auto") -> Any:
     return Accelerator(cpu=(device == "cpu"))
 
 
+def cohort_summary_features(cohort: Cohort, inputs: CohortInputs, progress: Progress = SILENT) -> SummaryFeatures:
+    """The classical baseline's summary features of ``inputs`` (sMRI ones from each native T1)."""
+    from .data.subject import find_subject_files
+
+    progress.update("summary features", 0, 1)
+    t1_files = {}
+    for sid in inputs.subject_ids:
+        t1 = find_subject_files(cohort.subject_folder(sid)).smri
+        if t1 is not None:
+            t1_files[sid] = t1
+    features = summary_features(inputs, t1_files)
+    progress.update("summary features", 1, 1)
+    return features
+
+
 def evaluate_cohort(
     cohort_root: "str | Path",
     tasks: Sequence[str],
@@ -148,15 +167,17 @@ def evaluate_cohort(
     ablation: Sequence[int] = (0, 4, 16),
     progress: Progress = SILENT,
     device: str = "auto",
-) -> list[dict[str, Any]]:
-    """Cross-validate every method on each task."""
+    repeats: int = 1,
+) -> list[Evaluation]:
+    """Repeated stratified cross-validation of every method (the classical baseline included) per task."""
     preprocess = PreprocessConfig.from_dict(config.preprocess)
-    rows: list[dict[str, Any]] = []
+    evaluations = []
     for task in tasks:
-        _, task_, inputs = load_task_inputs(cohort_root, task, preprocess, config.modalities, progress)
-        rows += cross_validate(config, inputs, list(task_.classes), task_.name, folds, ablation, progress,
-                               resolve_device(device))
-    return rows
+        cohort, task_, inputs = load_task_inputs(cohort_root, task, preprocess, config.modalities, progress)
+        features = cohort_summary_features(cohort, inputs, progress)
+        evaluations.append(cross_validate(config, inputs, list(task_.classes), task_.name, folds, ablation,
+                                          progress, resolve_device(device), repeats=repeats, features=features))
+    return evaluations
 
 
 def evaluate_bundle(
@@ -229,7 +250,7 @@ def run_demo(
     Everything goes under ``root`` (``cohort/``, ``bundle/``, ``results/``).
     """
     from .data import make_demo_cohort
-    from .training.evaluate import results_table, summarise_rows, write_results
+    from .training.evaluate import paired_tests, pooled_summary, pooled_table, write_results
     from .bundle import save_bundle as _save
     import numpy as np
     from sklearn.model_selection import train_test_split
@@ -257,10 +278,16 @@ def run_demo(
     test = inputs.subset(np.sort(test_idx))
 
     start = time.perf_counter()
-    rows, result = evaluate_split(config, labels, train, val, test, task_.name, 0, ablation, progress,
-                                  resolve_device(device))
+    features = cohort_summary_features(cohort, inputs, progress)  # label-free, so computed once for all
+    rows, predictions, result = evaluate_split(config, labels, train, val, test, task_.name, 0, ablation, progress,
+                                               resolve_device(device), features)
     seconds["train_and_evaluate"] = time.perf_counter() - start
-    results = write_results(rows, root / "results", {"split": {
+    evaluation = Evaluation(task_.name, labels, list(test.subject_ids), np.asarray(test.labels), 1, config.aggregation,
+                            rows=rows, curves=[{"repeat": 0, "fold": 0,
+                                                "phase1": {m: h.to_dict() for m, h in result.phase1.items()},
+                                                "phase2": {m: h.to_dict() for m, h in result.phase2.items()}}])
+    evaluation.record(0, np.arange(len(test)), predictions)
+    results = write_results([evaluation], root / "results", {"split": {
         "train": len(train), "validation": len(val), "test": len(test), "test_ids": test.subject_ids}})
     bundle_dir = _save(result.model, config, root / "bundle", cohort_provenance(cohort),
                        extra={"task": task_.name, "training_subjects": len(train),
@@ -284,5 +311,5 @@ def run_demo(
     prediction["true_label"] = labels[int(test.labels[pick])]
     seconds["predict_explain_report"] = time.perf_counter() - start
     seconds["total"] = sum(seconds.values())
-    return DemoOutputs(root, cohort_dir, bundle_dir, results, results_table(summarise_rows(rows)),
-                       prediction, report=report, seconds=seconds)
+    table = pooled_table(pooled_summary(evaluation), paired_tests(evaluation))
+    return DemoOutputs(root, cohort_dir, bundle_dir, results, table, prediction, report=report, seconds=seconds)
