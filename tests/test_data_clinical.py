@@ -21,7 +21,7 @@ FIELDS = {
 def test_fixed_template():
     assert render_clinical_note(FIELDS) == (
         "Age: 72 years. Sex: female. Education: 16 years.\n"
-        "MMSE: 27/30. CDR-SB: 1.5.\n"
+        "MMSE: 27/30 (normal range). CDR-SB: 1.5 (questionable impairment).\n"
         "Complaints: misplaces objects; word-finding difficulty."
     )
 
@@ -30,7 +30,7 @@ def test_extra_fields_and_leaks():
     warnings: list[str] = []
     text = render_clinical_note({"mmse": 30, "family_history": "mother had dementia", "diagnosis": "AD",
                                  "Smoker": False}, warnings=warnings)
-    assert text == "MMSE: 30/30.\nFamily history: mother had dementia.\nSmoker: no."
+    assert text == "MMSE: 30/30 (normal range).\nFamily history: mother had dementia.\nSmoker: no."
     assert "AD" not in text and any("diagnosis" in w for w in warnings)
 
 

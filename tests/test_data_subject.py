@@ -45,7 +45,7 @@ def test_full_subject(tmp_path):
     assert s.present == tuple(Modality) and s.missing == ()
     assert s.smri.shape == (64, 64, 64) and s.smri_geometry is not None
     assert s.fmri.shape == (400, 48)
-    assert s.clinical == "Age: 70 years.\nMMSE: 26/30.\n\nReports forgetting appointments."
+    assert s.clinical == "Age: 70 years.\nMMSE: 26/30 (borderline).\n\nReports forgetting appointments."
     assert apoe_alleles_of(s.genetics) == [3, 4]
     assert s.sources[Modality.SMRI].endswith("sub-01_T1w.nii.gz")
     assert "sub-01_clinical.json + " in s.sources[Modality.CLINICAL]

@@ -8,7 +8,7 @@ Files (subject folder ``clinical/``):
   :func:`render_clinical_note` with this FIXED template (fields that are absent are skipped)::
 
       Age: 72 years. Sex: female. Education: 16 years.
-      MMSE: 27/30. MoCA: 24/30. CDR-SB: 1.5.
+      MMSE: 27/30 (normal range). MoCA: 24/30. CDR-SB: 1.5 (questionable impairment).
       Complaints: misplaces objects; word-finding difficulty.
       <Other field>: <value>.          (remaining fields, alphabetical, one line each)
 
@@ -18,6 +18,14 @@ Files (subject folder ``clinical/``):
   ``Field name: value.`` (strings, numbers, booleans or lists of them). Fields that would
   leak the label (``diagnosis``, ``dx``, ``label``, ``group``, ``research_group``) and
   identifiers (``participant_id``, ``subject_id``) are NOT rendered; a warning says so.
+
+Scores carry their standard interpretation band in words after the number (MMSE: 27-30
+normal range, 24-26 borderline, 20-23 mild impairment, 10-19 moderate impairment, 0-9
+severe impairment; CDR-SB staging of O'Bryant et al. 2008: 0 no impairment, 0.5-2.5
+questionable impairment, 3-4 very mild dementia, 4.5-9 mild dementia, 9.5-15.5 moderate
+dementia, 16-18 severe dementia). A band is a fixed function of its number, so it adds no
+information; it gives a text encoder, which reads "23" and "28" as unrelated word pieces, an
+ordinal vocabulary it already knows.
 
 When both files exist, **both are used**: the rendered structured summary comes first, then
 a blank line, then the free-text note. Text a user pastes in the GUI (``overrides``) replaces
@@ -90,6 +98,23 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
+#: (lowest score of the band, words); bands in descending order.
+MMSE_BANDS: tuple[tuple[float, str], ...] = (
+    (27, "normal range"), (24, "borderline"), (20, "mild impairment"), (10, "moderate impairment"),
+    (0, "severe impairment"))
+CDR_SB_BANDS: tuple[tuple[float, str], ...] = (
+    (16, "severe dementia"), (9.5, "moderate dementia"), (4.5, "mild dementia"), (3, "very mild dementia"),
+    (0.5, "questionable impairment"), (0, "no impairment"))
+
+
+def score_band(value: float, bands: tuple[tuple[float, str], ...]) -> str:
+    """Words of the band ``value`` falls in (the first band whose lower bound it reaches)."""
+    for lowest, words in bands:
+        if value >= lowest:
+            return words
+    return bands[-1][1]
+
+
 def _value_text(name: str, value: Any, path: "str | Path | None") -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -149,11 +174,13 @@ def render_clinical_note(
         lines.append(" ".join(first))
     scores: list[str] = []
     if "mmse" in norm:
-        scores.append(f"MMSE: {_fmt(_number('mmse', norm['mmse'], path))}/30.")
+        mmse = _number('mmse', norm['mmse'], path)
+        scores.append(f"MMSE: {_fmt(mmse)}/30 ({score_band(mmse, MMSE_BANDS)}).")
     if "moca" in norm:
         scores.append(f"MoCA: {_fmt(_number('moca', norm['moca'], path))}/30.")
     if "cdr_sb" in norm:
-        scores.append(f"CDR-SB: {_fmt(_number('cdr_sb', norm['cdr_sb'], path))}.")
+        cdr = _number('cdr_sb', norm['cdr_sb'], path)
+        scores.append(f"CDR-SB: {_fmt(cdr)} ({score_band(cdr, CDR_SB_BANDS)}).")
     if scores:
         lines.append(" ".join(scores))
     if "complaints" in norm:

@@ -10,7 +10,7 @@ from ..fusion.aggregation import RULES
 from ..fusion.lora import LoraSettings
 from ..modality import ALL_MODALITIES, Modality
 
-PHASE1_MODES = ("full", "lora", "head")
+PHASE1_MODES = ("full", "lora", "head", "lp-ft", "lp-lora")
 
 
 @dataclass
@@ -32,7 +32,10 @@ class StageSettings:
         weights are restored).
     mode
         Phase 1 only: ``full`` fine-tunes the whole backbone, ``lora`` trains LoRA adapters
-        (merged into the backbone afterwards), ``head`` trains the linear head on frozen features.
+        (merged into the backbone afterwards), ``head`` fits the linear head on frozen
+        features (a regularised logistic regression, :mod:`.linear_probe`); ``lp-ft`` and
+        ``lp-lora`` fit that probe first, then fine-tune the whole backbone or LoRA adapters
+        from it, keeping the probe if fine-tuning never improves the validation loss.
     """
 
     epochs: int = 20

@@ -24,6 +24,8 @@ class TrainHistory:
     val_loss: list[float] = field(default_factory=list)
     best_epoch: int = -1
     best_val_loss: float = math.inf
+    #: Validation loss of the starting weights (``keep_initial``); best_epoch -1 means they were kept.
+    initial_val_loss: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form (stored in checkpoints)."""
@@ -49,6 +51,7 @@ def fit(
     eval_mode: Callable[[], None] | None = None,
     checkpoint: "Path | None" = None,
     accelerator: Any = None,
+    keep_initial: bool = False,
 ) -> TrainHistory:
     """Train the parameters of ``modules`` that require grad, keeping the best validation epoch.
 
@@ -75,6 +78,10 @@ def fit(
         An ``accelerate.Accelerator`` for data-parallel training: each process takes its
         share of every batch and gradients are summed across processes, which reproduces
         the single-process full-batch gradient (BatchNorm statistics aside).
+    keep_initial
+        Validate the starting weights first and keep them unless an epoch beats them
+        (fine-tuning from a fitted probe, or a zero-gated anchored round, never ends worse
+        on validation than where it started). Recorded as ``initial_val_loss``.
     """
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
     params = list({id(p): p for p in params}.values())
@@ -92,6 +99,11 @@ def fit(
         best_state, stale, start_epoch = saved["best"], saved["stale"], saved["epoch"] + 1
         history = TrainHistory(**saved["history"])
 
+    if keep_initial and start_epoch == 0 and not history.val_loss:
+        to_eval()
+        with torch.no_grad():
+            history.initial_val_loss = float(validate())
+        history.best_val_loss = history.initial_val_loss
     steps_per_epoch = max(1, math.ceil(n_train / settings.batch_size))
     total_steps = settings.epochs * steps_per_epoch
     stopped = stale >= settings.patience

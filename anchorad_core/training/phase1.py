@@ -13,6 +13,7 @@ from ..modality import Modality
 from ..progress import SILENT, Progress
 from .config import StageSettings
 from .inputs import CohortInputs
+from .linear_probe import fit_linear_probe
 from .loop import TrainHistory, fit
 
 
@@ -29,9 +30,16 @@ def train_phase1(
 ) -> TrainHistory:
     """Fine-tune ``modality``'s backbone and phase-1 head with cross-entropy.
 
-    Only subjects that have the modality take part. ``settings.mode`` picks full
-    fine-tuning, LoRA (merged back into the backbone afterwards, so phase 2 sees a plain
-    backbone) or a linear probe on frozen features.
+    Only subjects that have the modality take part. ``settings.mode`` picks the recipe:
+
+    - ``full`` / ``lora``: fine-tune the whole backbone or LoRA adapters (merged back into
+      the backbone afterwards, so phase 2 sees a plain backbone) together with the head;
+    - ``head``: a linear probe on the frozen pooled features (:func:`fit_linear_probe`);
+    - ``lp-ft`` / ``lp-lora``: the probe first, then full or LoRA fine-tuning from it with
+      the starting point kept unless an epoch improves the validation loss.
+
+    BatchNorm layers keep their (pretrained) running statistics while fine-tuning: with a
+    few subjects per batch their batch statistics would be noise.
     """
     train, val = train.with_modality(modality), val.with_modality(modality)
     backbone = model.backbone(modality)  # type: ignore[attr-defined]
@@ -39,60 +47,67 @@ def train_phase1(
     device = model.device  # type: ignore[attr-defined]
     torch.manual_seed(seed)
 
-    peft_model = None
-    if settings.mode == "full":
-        backbone.requires_grad_(True)
-        encoder = backbone
-    else:
-        backbone.requires_grad_(False)
-        if settings.mode == "lora":
-            peft_model = attach_lora(backbone, LoraSettings(r=8, alpha=16, dropout=0.0))
-            encoder = peft_model
-        else:
-            encoder = None
-    head.requires_grad_(True)
-
     def samples(inputs: CohortInputs, index: list[int]) -> dict[str, torch.Tensor]:
         batch = backbone.collate([inputs.samples[modality][i] for i in index])
         return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
-    if encoder is None:  # linear probe: frozen features computed once
+    probe = None
+    if settings.mode in ("head", "lp-ft", "lp-lora"):
+        backbone.requires_grad_(False)
         backbone.eval()
         with torch.no_grad():
             feats = {
-                name: torch.cat([backbone(samples(inp, list(range(s, min(s + 8, len(inp)))))).pooled
-                                 for s in range(0, len(inp), 8)]) if len(inp) else torch.zeros(0, backbone.width)
+                name: torch.cat([backbone(samples(inp, list(range(s, min(s + 8, len(inp)))))).pooled.float()
+                                 for s in range(0, len(inp), 8)]).cpu().numpy()
+                if len(inp) else np.zeros((0, backbone.width), dtype=np.float32)
                 for name, inp in (("train", train), ("val", val))
             }
+        probe = fit_linear_probe(head, feats["train"], train.labels, feats["val"], val.labels)
+        progress.update(f"phase 1 · {modality.title} (linear probe)", 1, 1)
+        if settings.mode == "head":
+            history = TrainHistory(best_epoch=-1, best_val_loss=probe["val_log_loss"],
+                                   initial_val_loss=probe["val_log_loss"])
+            head.requires_grad_(False)
+            return history
 
-        def logits(name: str, inputs: CohortInputs, index: list[int]) -> torch.Tensor:
-            return head(feats[name][index])
+    peft_model = None
+    if settings.mode in ("full", "lp-ft"):
+        backbone.requires_grad_(True)
+        encoder = backbone
     else:
-        def logits(name: str, inputs: CohortInputs, index: list[int]) -> torch.Tensor:
-            return head(encoder(samples(inputs, index)).pooled)
+        backbone.requires_grad_(False)
+        peft_model = attach_lora(backbone, LoraSettings(r=8, alpha=16, dropout=0.0))
+        encoder = peft_model
+    head.requires_grad_(True)
 
     y_train = torch.as_tensor(train.labels, device=device)
     y_val = torch.as_tensor(val.labels, device=device)
 
+    def logits(inputs: CohortInputs, index: list[int]) -> torch.Tensor:
+        return head(encoder(samples(inputs, index)).pooled)
+
     def step(index: list[int]) -> torch.Tensor:
-        return F.cross_entropy(logits("train", train, index), y_train[index])
+        return F.cross_entropy(logits(train, index), y_train[index])
 
     def validate() -> float:
         if len(val) == 0:
             return 0.0
         losses = [
-            F.cross_entropy(logits("val", val, list(range(s, min(s + settings.batch_size, len(val))))),
+            F.cross_entropy(logits(val, list(range(s, min(s + settings.batch_size, len(val))))),
                             y_val[s : s + settings.batch_size], reduction="sum")
             for s in range(0, len(val), settings.batch_size)
         ]
         return float(torch.stack(losses).sum() / len(val))
 
-    modules = [head] if encoder is None else [backbone, head]
-    train_mode = (lambda: head.train()) if encoder is None else None
+    def train_mode() -> None:
+        backbone.train()
+        head.train()
+        freeze_batchnorm_statistics(backbone)
+
     history = fit(
-        modules, step, validate, len(train), settings, seed,
+        [backbone, head], step, validate, len(train), settings, seed,
         stage=f"phase 1 · {modality.title}", progress=progress, train_mode=train_mode,
-        checkpoint=checkpoint, accelerator=accelerator,
+        checkpoint=checkpoint, accelerator=accelerator, keep_initial=probe is not None and len(val) > 0,
     )
     if peft_model is not None:
         peft_model.merge_and_unload()
@@ -100,6 +115,13 @@ def train_phase1(
     head.requires_grad_(False)
     backbone.eval()
     return history
+
+
+def freeze_batchnorm_statistics(module: torch.nn.Module) -> None:
+    """Put every BatchNorm layer of ``module`` in eval mode (running statistics used and kept)."""
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+            layer.eval()
 
 
 def unimodal_probabilities(model: "object", modality: Modality, inputs: CohortInputs, batch_size: int = 8) -> np.ndarray:
