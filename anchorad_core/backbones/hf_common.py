@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..resources import RESOURCE_SCHEME, resolve_path
 
 #: Accepted ``dtype`` config values.
 DTYPES: dict[str, torch.dtype] = {
@@ -97,6 +98,8 @@ def resolve_local_model_folder(model_path: "str | Path", base_dir: "Path | None"
     text = str(model_path).strip()
     if not text:
         raise CheckpointError(f"{what}: empty model_path")
+    if text.startswith(RESOURCE_SCHEME):  # a model folder AnchorAD ships (e.g. the pretrained nt-demo)
+        text = str(resolve_path(text))
     path = Path(text).expanduser()
     candidates = [path] if path.is_absolute() else ([base_dir / path] if base_dir is not None else []) + [path]
     for candidate in candidates:

@@ -481,6 +481,7 @@ def make_demo_cohort(
     *,
     overwrite: bool = False,
     workers: int | None = None,
+    unlabeled: bool = False,
 ) -> DemoCohortInfo:
     """Write a synthetic BIDS-like demo cohort built from the shipped real templates.
 
@@ -502,6 +503,9 @@ def make_demo_cohort(
         Replace an existing non-empty ``out``.
     workers : int, optional
         Threads (default: up to 2, from the CPU count).
+    unlabeled : bool
+        Write a pretraining cohort: no ``diagnosis`` column and no simulation truth, so
+        nothing a self-supervised objective reads can carry a label.
 
     Returns
     -------
@@ -552,7 +556,8 @@ def make_demo_cohort(
             import pandas as pd
 
             table = pd.DataFrame(rows)
-            table[["participant_id", "diagnosis", "age", "sex"]].to_csv(tmp / "participants.tsv", sep="\t", index=False)
+            columns = ["participant_id", "age", "sex"] if unlabeled else ["participant_id", "diagnosis", "age", "sex"]
+            table[columns].to_csv(tmp / "participants.tsv", sep="\t", index=False)
             (tmp / "participants.json").write_text(
                 json.dumps(
                     {
@@ -585,9 +590,11 @@ def make_demo_cohort(
                 )
                 + "\n"
             )
-            truth = tmp / "derivatives"
-            truth.mkdir()
-            table.drop(columns=["age", "sex"]).to_csv(truth / "synthetic_truth.tsv", sep="\t", index=False, float_format="%.4f")
+            if not unlabeled:
+                truth = tmp / "derivatives"
+                truth.mkdir()
+                table.drop(columns=["age", "sex"]).to_csv(truth / "synthetic_truth.tsv", sep="\t", index=False,
+                                                          float_format="%.4f")
             counts = {k: int(v) for k, v in table["diagnosis"].value_counts().reindex(list(LABEL_SEVERITY)).items()}
             dropped = {r["participant_id"]: r["dropped"] for r in rows if r["dropped"]}
             (tmp / "README.md").write_text(_readme(n_subjects, seed, counts, len(dropped)), encoding="utf-8")
