@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 )
 
 from ._session import report_error, session_for
-from ._style import BAD_COLOR, MUTED_COLOR, OK_COLOR, RESEARCH_NOTE, heading
+from ._style import BAD_COLOR, MUTED_COLOR, OK_COLOR, RESEARCH_NOTE, WARN_COLOR, heading
 from ._workers import Step, diagnose_job, start_job
 
 __all__ = ["DiagnosePanel", "DTYPES"]
@@ -71,7 +71,8 @@ class DiagnosePanel(QWidget):
         self.device_combo.setToolTip("auto = the first GPU if there is one, else the CPU")
         self.dtype_combo = QComboBox()
         self.dtype_combo.addItems(DTYPES)
-        self.dtype_combo.setToolTip("float32 everywhere; bfloat16 / float16 halve GPU memory")
+        self.dtype_combo.setToolTip("float32 everywhere; bfloat16 / float16 halve the model's memory "
+                                    "(on a CPU they are slower, and probabilities agree with float32 to ~0.01)")
         form = QFormLayout()
         form.addRow("Model bundle", bundle_row)
         form.addRow("", self.bundle_note)
@@ -93,6 +94,12 @@ class DiagnosePanel(QWidget):
         self.status_label = QLabel("Open a subject, then run.")
         self.status_label.setWordWrap(True)
 
+        self.stale_label = QLabel("")
+        self.stale_label.setObjectName("anchorad_stale")
+        self.stale_label.setWordWrap(True)
+        self.stale_label.setTextFormat(Qt.RichText)
+        self.stale_label.setStyleSheet(f"color: {WARN_COLOR};")
+        self.stale_label.setVisible(False)
         self.summary_label = QLabel("")
         self.summary_label.setTextFormat(Qt.RichText)
         self.summary_label.setWordWrap(True)
@@ -113,6 +120,7 @@ class DiagnosePanel(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.status_label)
         layout.addWidget(heading("Result"))
+        layout.addWidget(self.stale_label)
         layout.addWidget(self.summary_label)
         layout.addWidget(self.table)
         layout.addWidget(self.missing_label)
@@ -127,6 +135,7 @@ class DiagnosePanel(QWidget):
             self.set_bundle(demo, note="shipped demo bundle (trained on SYNTHETIC demo data)")
         self.session.subject_changed.connect(self._subject_changed)
         self.session.diagnosis_changed.connect(self.show_result)
+        self.session.stale_changed.connect(self.show_result)
         self.session.busy_changed.connect(lambda _: self._update_buttons())
         self._update_buttons()
         self.show_result()
@@ -146,6 +155,7 @@ class DiagnosePanel(QWidget):
     def _subject_changed(self) -> None:
         state = self.session.subject
         self.status_label.setText(f"{state.subject_id} open: ready to run." if state else "Open a subject, then run.")
+        self._set_status_color()
         self._update_buttons()
 
     def _update_buttons(self) -> None:
@@ -183,6 +193,7 @@ class DiagnosePanel(QWidget):
 
         n_present = sum(state.files.has(m) for m in ALL_MODALITIES)
         self.status_label.setText(f"Running on {state.subject_id}...")
+        self._set_status_color()
         self.worker = start_job(
             self.session, diagnose_job, bundle, self.device_combo.currentText(), self.dtype_combo.currentText(),
             state.folder, overrides, n_present,
@@ -202,29 +213,41 @@ class DiagnosePanel(QWidget):
         self.status_label.setText(f"Running: {step.name} ({step.done + 1}/{step.total})")
 
     def _finished(self, result: Any) -> None:
-        if result.subject.folder is not None and self.session.subject is not None \
-                and Path(result.subject.folder) != self.session.subject.folder:
-            return  # the user opened another subject meanwhile
+        if result.inputs.get("folder") != self.session.current_inputs()["folder"]:
+            self.status_label.setText("Another subject was opened during the run: its result was dropped.")
+            self._set_status_color(WARN_COLOR)
+            return
         self.session.set_result(result)
-        d = result.diagnosis
         self.status_label.setText(
             f"Done in {result.seconds:.1f} s on {result.pipeline.device} ({result.key[2]}); the model stays loaded."
         )
-        _ = d
+        self._set_status_color()
 
-    def _done(self, ok: bool) -> None:
-        if not ok and self.worker is not None and self.worker.abort_requested:
-            self.status_label.setText("Cancelled.")
-        elif not ok:
-            self.status_label.setText("Failed (see the notification).")
+    def _done(self, outcome: Any) -> None:
+        """The run ended (done, cancelled or failed): say so and give the controls back."""
         self.worker = None
+        if outcome.cancelled:
+            self.status_label.setText("Cancelled.")
+            self._set_status_color(WARN_COLOR)
+        elif outcome.failed:
+            self.status_label.setText(f"Failed: {outcome.reason}")
+            self._set_status_color(BAD_COLOR)
+        if not outcome.ok:
+            self.session.mark_stale("cancelled" if outcome.cancelled else "failed")
         self._update_buttons()
+
+    def _set_status_color(self, color: str = "") -> None:
+        self.status_label.setStyleSheet(f"color: {color};" if color else "")
 
     # ------------------------------------------------------------------ result
     def show_result(self) -> None:
         """Fill the table from the session's diagnosis (or clear it)."""
         result = self.session.result
         self.table.clear()
+        reasons = self.session.stale_reasons()
+        self.stale_label.setText(f"&#9888; <b>Stale</b>: {html.escape('; '.join(reasons))}. "
+                                 "This is the earlier diagnosis; run it again." if reasons else "")
+        self.stale_label.setVisible(bool(reasons))
         if result is None:
             self.table.setRowCount(0)
             self.table.setColumnCount(0)
@@ -247,8 +270,8 @@ class DiagnosePanel(QWidget):
                                           else int(Qt.AlignLeft | Qt.AlignVCenter))
                 if row["kind"] == "aggregate":
                     item.setFont(bold)
-                elif row["kind"] == "missing":
-                    item.setForeground(QColor(MUTED_COLOR))
+                if row["kind"] == "missing" or reasons:
+                    item.setForeground(QColor(MUTED_COLOR))  # a stale table is greyed out
                 if row.get("tooltip"):
                     item.setToolTip(row["tooltip"])
                 self.table.setItem(r, c, item)
@@ -258,9 +281,10 @@ class DiagnosePanel(QWidget):
         height = self.table.verticalHeader().length() + header.sizeHint().height() + 2 * self.table.frameWidth() + 4
         self.table.setMinimumHeight(height)
         self.table.setMaximumHeight(height)
-        color = BAD_COLOR if d.label != d.labels[0] else OK_COLOR
+        color = MUTED_COLOR if reasons else BAD_COLOR if d.label != d.labels[0] else OK_COLOR
         self.summary_label.setText(
-            f"{html.escape(d.subject_id)}: <b style='color:{color}'>{html.escape(d.label)}</b> "
+            ("[STALE] " if reasons else "")
+            + f"{html.escape(d.subject_id)}: <b style='color:{color}'>{html.escape(d.label)}</b> "
             f"(p = {d.confidence:.2f}, {html.escape(d.rule)} of {len(d.rounds)} anchor rounds)"
         )
         if d.modalities_missing:

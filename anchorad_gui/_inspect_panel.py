@@ -13,8 +13,11 @@ Choose the **anchor round** and the **map**:
   class with respect to every input (anchor and auxiliaries, through the Q-former), computed on
   demand (a few seconds to minutes on a CPU; the number of steps trades time for accuracy).
 
-The overlay layers (``AnchorAD map: sMRI`` and ``AnchorAD map: fMRI (atlas)``) are reused:
-switching rounds or maps updates them in place.
+The two overlay layers (an sMRI map on the T1 and an fMRI map painted on the atlas) are reused:
+switching rounds or maps updates them in place. Their names say which round and which map
+they show (``AnchorAD sMRI map: fMRI round, Q-former attention (sMRI queries)``), and so does
+the caption on the canvas; both are marked ``[STALE]`` once the inputs change or a later run
+is cancelled. A job that fails says why here and leaves the panel usable (**Retry**).
 """
 from __future__ import annotations
 
@@ -34,10 +37,10 @@ from qtpy.QtWidgets import (
 )
 
 from ._explain import MapChoice, attention_job, attribution_job, is_explanation, map_choices
-from ._map_layers import FMRI_LAYER, SMRI_LAYER, roi_map_layer, volume_map_layer
+from ._map_layers import FMRI_ROLE, SMRI_ROLE, overlay_caption, roi_map_layer, volume_map_layer
 from ._plots import PlotCanvas
 from ._session import session_for
-from ._style import MUTED_COLOR, heading
+from ._style import BAD_COLOR, MUTED_COLOR, WARN_COLOR, heading
 from ._word_html import note_html
 from ._workers import start_job
 
@@ -71,6 +74,15 @@ class InspectPanel(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
+        self.retry_button = QPushButton("Retry reading the attention")
+        self.retry_button.setVisible(False)
+        self.retry_button.clicked.connect(self.read_attention)
+        self.stale_label = QLabel("")
+        self.stale_label.setWordWrap(True)
+        self.stale_label.setStyleSheet(f"color: {WARN_COLOR};")
+        self.stale_label.setVisible(False)
+        self.attention_error = ""  # why reading the attention failed (empty: it did not)
+        self.attention_worker: Any = None
         ig_row = QHBoxLayout()
         ig_row.addWidget(QLabel("IG steps"))
         ig_row.addWidget(self.steps_spin)
@@ -94,6 +106,8 @@ class InspectPanel(QWidget):
         layout.addWidget(heading("Explain an anchor round"))
         layout.addLayout(form)
         layout.addLayout(ig_row)
+        layout.addWidget(self.retry_button)
+        layout.addWidget(self.stale_label)
         layout.addWidget(self.info_label)
         layout.addWidget(self.plot, 3)
         layout.addWidget(heading("Clinical note"))
@@ -102,6 +116,7 @@ class InspectPanel(QWidget):
         self.session.diagnosis_changed.connect(self._diagnosis_changed)
         self.session.explanation_changed.connect(self._explanation_changed)
         self.session.busy_changed.connect(lambda _: self._update_buttons())
+        self.session.stale_changed.connect(self._show_stale)
         self._diagnosis_changed()
 
     # ------------------------------------------------------------------ state
@@ -127,6 +142,16 @@ class InspectPanel(QWidget):
             and not running and not self.session.busy
         )
         self.cancel_button.setEnabled(running)
+        self.retry_button.setVisible(bool(self.attention_error) and self.session.result is not None)
+        self.retry_button.setEnabled(not self.session.busy)
+
+    def _show_stale(self) -> None:
+        reasons = self.session.stale_reasons()
+        self.stale_label.setText("&#9888; Stale: " + "; ".join(reasons) + ". Run the diagnosis again."
+                                 if reasons else "")
+        self.stale_label.setTextFormat(Qt.RichText)
+        self.stale_label.setVisible(bool(reasons))
+        self._show_caption()
 
     # ------------------------------------------------------------------ diagnosis -> rounds
     def _diagnosis_changed(self) -> None:
@@ -142,17 +167,40 @@ class InspectPanel(QWidget):
                     self.round_combo.addItem(f"{r.anchor.title} anchor  (P({d.label}) = {p:.2f})", r.anchor.value)
         finally:
             self._updating = False
+        self.attention_error = ""
         if result is None:
             self.session.remove_layers("overlay")
+            self._show_caption()
             self.plot.clear("Run a diagnosis to inspect its anchor rounds.")
             self.note_view.setHtml("")
             self.info_label.setText("")
             self._update_buttons()
             return
         self._fill_maps()
+        self.read_attention()
+
+    def read_attention(self) -> Any:
+        """Read the Q-former attention of every round of the diagnosis (in a worker); returns it."""
+        result = self.session.result
+        if result is None or self.attention_worker is not None:
+            return None
+        self.attention_error = ""
         self.info_label.setText("Reading the Q-former attention...")
-        start_job(self.session, attention_job, result, desc="AnchorAD attention",
-                  on_return=lambda ex: self._attention_ready(result, ex), what="attention")
+
+        def _done(outcome: Any) -> None:
+            self.attention_worker = None
+            if not outcome.ok and self.session.result is result:
+                self.attention_error = outcome.reason or "cancelled"
+                self.plot.clear("The Q-former attention could not be read.")
+                self.info_label.setText(f"<span style='color:{BAD_COLOR}'>Attention failed: "
+                                        f"{_html(self.attention_error)}</span>")
+            self._update_buttons()
+
+        self.attention_worker = start_job(self.session, attention_job, result, desc="AnchorAD attention",
+                                          on_return=lambda ex: self._attention_ready(result, ex),
+                                          on_done=_done, what="attention")
+        self._update_buttons()
+        return self.attention_worker
 
     def _attention_ready(self, result: Any, explanations: Any) -> None:
         if self.session.result is result:
@@ -214,7 +262,8 @@ class InspectPanel(QWidget):
         if result is None or anchor is None or choice is None:
             return
         if ex is None:
-            self.plot.clear("Reading the attention...")
+            if not self.attention_error:
+                self.plot.clear("Reading the attention...")
             return
         record = ex.round(anchor)
         from anchorad_core.modality import Modality
@@ -226,22 +275,46 @@ class InspectPanel(QWidget):
             self._show_attribution(record, anchor_title)
 
     def _set_overlays(self, smri: Any = None, fmri: Any = None) -> None:
-        """Update (or hide) the two overlay layers; ``smri``/``fmri`` are ``(data, kwargs)``."""
+        """Update (or hide) the two overlay layers; ``smri``/``fmri`` are ``(data, kwargs, caption)``."""
         viewer = self.viewer
-        for name, value in ((SMRI_LAYER, smri), (FMRI_LAYER, fmri)):
+        for role, value in ((SMRI_ROLE, smri), (FMRI_ROLE, fmri)):
             if value is not None:
-                self.session.set_layer(name, value[0], value[1])
-            elif name in viewer.layers:
-                viewer.layers[name].visible = False
+                self.session.set_overlay(role, value[2], value[0], value[1])
+            else:
+                layer = self.session.overlay(role)
+                if layer is not None:
+                    layer.visible = False
         # keep the maps on top of the anatomy, and the shown map selected (its controls at hand)
-        for name in (FMRI_LAYER, SMRI_LAYER):
-            if name in viewer.layers:
-                index = viewer.layers.index(name)
+        for role in (FMRI_ROLE, SMRI_ROLE):
+            layer = self.session.overlay(role)
+            if layer is not None:
+                index = viewer.layers.index(layer)
                 if index != len(viewer.layers) - 1:
                     viewer.layers.move(index, len(viewer.layers))
-        shown = [n for n, v in ((SMRI_LAYER, smri), (FMRI_LAYER, fmri)) if v is not None and v[1].get("visible", True)]
+        shown = [self.session.overlay(r) for r, v in ((SMRI_ROLE, smri), (FMRI_ROLE, fmri))
+                 if v is not None and v[1].get("visible", True)]
         if shown:
-            viewer.layers.selection.active = viewer.layers[shown[0]]
+            viewer.layers.selection.active = shown[0]
+        self._show_caption()
+
+    def _show_caption(self) -> None:
+        """The canvas caption: which round and map each visible overlay shows (and whether it is stale)."""
+        viewer = self.viewer
+        overlay = getattr(viewer, "text_overlay", None)
+        if overlay is None:
+            return
+        lines = [layer.name for layer in (self.session.overlay(SMRI_ROLE), self.session.overlay(FMRI_ROLE))
+                 if layer is not None and layer.visible]
+        try:
+            overlay.text = "\n".join(lines)
+            overlay.visible = bool(lines)
+        except Exception:  # the caption is cosmetic
+            pass
+
+    def caption(self) -> str:
+        """The canvas caption's text (empty when no overlay is shown)."""
+        overlay = getattr(self.viewer, "text_overlay", None)
+        return str(overlay.text) if overlay is not None and overlay.visible else ""
 
     def _note_base(self) -> tuple[int, int, int]:
         color = self.note_view.palette().base().color()
@@ -280,11 +353,13 @@ class InspectPanel(QWidget):
         vmap = block.map
         smri = fmri = None
         track = None
+        map_name = f"Q-former attention ({aux.title} queries)"
         if aux is Modality.SMRI:
-            smri = volume_map_layer(vmap, False, desc)
-            where = "overlay on the T1 (layer 'AnchorAD map: sMRI')"
+            caption = overlay_caption("smri", anchor_title, map_name)
+            smri = (*volume_map_layer(vmap, False, desc), caption)
+            where = f"overlay on the T1 (layer '{caption}')"
         elif aux is Modality.FMRI:
-            fmri = roi_map_layer(vmap, False, desc)
+            fmri = (*roi_map_layer(vmap, False, desc), overlay_caption("fmri", anchor_title, map_name))
             top = vmap.top(3, by_abs=False)
             where = "painted on the Schaefer-400 atlas; top ROIs: " + ", ".join(
                 str(n).replace("17Networks_", "") for n in top["name"])
@@ -315,8 +390,11 @@ class InspectPanel(QWidget):
             self._plain_note("")
             return
         desc = f"{anchor_title} round, Integrated Gradients towards {att.target}"
-        smri = volume_map_layer(att.maps["smri"], True, desc) if "smri" in att.maps else None
-        fmri = roi_map_layer(att.maps["fmri"], True, desc) if "fmri" in att.maps else None
+        map_name = f"Integrated Gradients towards {att.target}"
+        smri = ((*volume_map_layer(att.maps["smri"], True, desc), overlay_caption("smri", anchor_title, map_name))
+                if "smri" in att.maps else None)
+        fmri = ((*roi_map_layer(att.maps["fmri"], True, desc), overlay_caption("fmri", anchor_title, map_name))
+                if "fmri" in att.maps else None)
         if fmri is not None and smri is not None:
             fmri[1]["visible"] = False  # one map at a time on the anatomy; the eye shows the other
         self._set_overlays(smri, fmri)
@@ -330,8 +408,8 @@ class InspectPanel(QWidget):
         self.info_label.setText(
             f"Integrated Gradients ({att.n_steps} steps, {att.seconds:.0f} s): f(x) = {att.output:.3f}, "
             f"baseline {att.baseline_output:.3f}, delta {att.delta:+.2g}. Red = towards {att.target}, "
-            "blue = against." + (" The fMRI map is the hidden layer 'AnchorAD map: fMRI (atlas)'."
-                                 if "smri" in att.maps and "fmri" in att.maps else "")
+            "blue = against." + (f" The fMRI map is the hidden layer '{fmri[2]}'."
+                                 if smri is not None and fmri is not None else "")
         )
 
     # ------------------------------------------------------------------ attributions
@@ -348,10 +426,13 @@ class InspectPanel(QWidget):
                 ex.n_steps = attribution.n_steps
                 self.session.explanation_changed.emit()
 
-        def _done(ok: bool) -> None:
+        def _done(outcome: Any) -> None:
             self.worker = None
-            if not ok:
-                self.info_label.setText("Attribution cancelled." if not ok else "")
+            if outcome.cancelled:
+                self.info_label.setText("Attribution cancelled.")
+            elif outcome.failed:
+                self.info_label.setText(f"<span style='color:{BAD_COLOR}'>Attribution failed: "
+                                        f"{_html(outcome.reason)}</span>")
             self._update_buttons()
 
         self.worker = start_job(self.session, attribution_job, result, ex, anchor, self.steps_spin.value(),
@@ -363,3 +444,9 @@ class InspectPanel(QWidget):
         """Stop the attribution (takes effect when the current computation returns)."""
         if self.worker is not None:
             self.worker.quit()
+
+
+def _html(text: str) -> str:
+    import html
+
+    return html.escape(text)

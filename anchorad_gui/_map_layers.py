@@ -19,11 +19,17 @@ import numpy as np
 
 from ._volumes import volume_layer_data
 
-__all__ = ["SMRI_LAYER", "FMRI_LAYER", "volume_map_layer", "roi_map_layer", "signed_colormap"]
+__all__ = ["SMRI_ROLE", "FMRI_ROLE", "overlay_caption", "volume_map_layer", "roi_map_layer", "signed_colormap"]
 
-#: Names of the two overlay layers (reused in place when the round or map changes).
-SMRI_LAYER = "AnchorAD map: sMRI"
-FMRI_LAYER = "AnchorAD map: fMRI (atlas)"
+#: Roles of the two overlay layers (reused in place when the round or map changes).
+SMRI_ROLE = "overlay-smri"
+FMRI_ROLE = "overlay-fmri"
+
+
+def overlay_caption(which: str, anchor_title: str, map_name: str) -> str:
+    """Name of an overlay layer: what it is on, which round, which map."""
+    where = "AnchorAD sMRI map" if which == "smri" else "AnchorAD fMRI map (atlas)"
+    return f"{where}: {anchor_title} round, {map_name}"
 
 
 def signed_colormap() -> Any:

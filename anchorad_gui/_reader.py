@@ -10,6 +10,10 @@
 
 Clinical text and genetics have no image; the Subject panel shows them. A folder that is not
 a subject folder is left to other readers (the reader returns ``None``).
+
+Every layer carries ``metadata["anchorad"]["folder"]``: when napari adds them (File > Open
+Folder, drag and drop, File > Open Sample), the viewer's AnchorAD session adopts the folder as
+*the* subject and replaces the previous subject's layers (see :mod:`._session`).
 """
 from __future__ import annotations
 
@@ -41,7 +45,27 @@ def napari_get_reader(path: "str | list[str]") -> "Callable[[Any], list[LayerDat
         path = path[0]
     if not is_subject_folder(path):
         return None
-    return read_subject_layers
+    return _read_into_session
+
+
+def _read_into_session(path: "str | list[str]", **_: Any) -> list[LayerData]:
+    """The reader napari calls: the layers, with the current viewer's session listening for them."""
+    watch_current_viewer()
+    return read_subject_layers(path)
+
+
+def watch_current_viewer() -> None:
+    """Make sure the current viewer has an AnchorAD session (it adopts the subject napari adds)."""
+    try:
+        import napari
+
+        from ._session import session_for
+
+        viewer = napari.current_viewer()
+        if viewer is not None:
+            session_for(viewer)
+    except Exception:  # no Qt / no viewer: plain layers
+        pass
 
 
 def read_subject_layers(path: "str | list[str]") -> list[LayerData]:
@@ -57,7 +81,7 @@ def read_subject_layers(path: "str | list[str]") -> list[LayerData]:
 
     if isinstance(path, (list, tuple)):
         path = path[0]
-    folder = Path(path)
+    folder = Path(path).expanduser()
     files = find_subject_files(folder)
     layers: list[LayerData] = []
     if files.smri is not None:
@@ -66,6 +90,8 @@ def read_subject_layers(path: "str | list[str]") -> list[LayerData]:
         layers.append(fmri_layer(files.fmri, folder.name))
     if not layers and not any(files.has(m) for m in _modalities()):
         raise InputDataError("no AnchorAD subject data found (anat/, func/, clinical/, genetics/)", folder)
+    for _, kwargs, _ in layers:
+        kwargs["metadata"]["anchorad"]["folder"] = str(folder.resolve())
     return layers
 
 

@@ -15,10 +15,39 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QCheckBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 from ._session import session_for
-from ._style import MUTED_COLOR, OK_COLOR, RESEARCH_NOTE, heading
+from ._style import BAD_COLOR, MUTED_COLOR, OK_COLOR, RESEARCH_NOTE, WARN_COLOR, heading
 from ._workers import Step, start_job
 
-__all__ = ["ReportPanel", "report_job"]
+__all__ = ["ReportPanel", "report_job", "default_report_folder"]
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def default_report_folder(subject_folder: "Path | None", last: "Path | None" = None) -> Path:
+    """Where the save dialog starts: the last report's folder, else next to the subject folder,
+    else the working directory, else home - never inside the installed package (the demo
+    subject lives there) and never a folder one cannot write to."""
+    import os
+
+    import anchorad_core
+    import anchorad_gui
+
+    packages = [Path(anchorad_core.__file__).parent, Path(anchorad_gui.__file__).parent]
+
+    def usable(folder: "Path | None") -> bool:
+        return (folder is not None and folder.is_dir() and os.access(folder, os.W_OK)
+                and not any(_inside(folder, root) for root in packages))
+
+    for candidate in (last, subject_folder.parent if subject_folder is not None else None, Path.cwd()):
+        if usable(candidate):
+            return candidate
+    return Path.home()
 
 
 def report_job(result: Any, explanation: Any, path: "str | Path", all_attributions: bool = False,
@@ -81,6 +110,14 @@ class ReportPanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.export_button, 2)
         buttons.addWidget(self.cancel_button, 1)
+        self.subject_label = QLabel("")
+        self.subject_label.setWordWrap(True)
+        self.subject_label.setTextFormat(Qt.RichText)
+        self.stale_label = QLabel("")
+        self.stale_label.setWordWrap(True)
+        self.stale_label.setTextFormat(Qt.RichText)
+        self.stale_label.setStyleSheet(f"color: {WARN_COLOR};")
+        self.stale_label.setVisible(False)
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
         self.status_label.setTextFormat(Qt.RichText)
@@ -91,6 +128,8 @@ class ReportPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(heading("PDF report"))
         layout.addWidget(intro)
+        layout.addWidget(self.subject_label)
+        layout.addWidget(self.stale_label)
         layout.addLayout(ig_row)
         layout.addLayout(buttons)
         layout.addWidget(self.status_label)
@@ -98,14 +137,27 @@ class ReportPanel(QWidget):
         layout.addStretch(1)
 
         self.session.diagnosis_changed.connect(self._update)
+        self.session.subject_changed.connect(self._update)
+        self.session.stale_changed.connect(self._update)
         self.session.busy_changed.connect(lambda _: self._update())
         self._update()
 
     def _update(self) -> None:
         running = self.worker is not None
-        has = self.session.result is not None
+        result, subject = self.session.result, self.session.subject
+        has = result is not None
         self.export_button.setEnabled(has and not running and not self.session.busy)
         self.cancel_button.setEnabled(running)
+        if subject is None:
+            self.subject_label.setText(f"<span style='color:{MUTED_COLOR}'>No subject open.</span>")
+        else:
+            what = (f"diagnosis {html.escape(result.diagnosis.label)} (p = {result.diagnosis.confidence:.2f})"
+                    if has else "no diagnosis yet")
+            self.subject_label.setText(f"Subject <b>{html.escape(subject.subject_id)}</b>: {what}")
+        reasons = self.session.stale_reasons()
+        self.stale_label.setText("&#9888; Stale: " + html.escape("; ".join(reasons))
+                                 + ". The report would show the earlier diagnosis; run it again." if reasons else "")
+        self.stale_label.setVisible(bool(reasons))
         if not has and not running:
             self.status_label.setText(f"<span style='color:{MUTED_COLOR}'>Run a diagnosis first.</span>")
 
@@ -118,8 +170,8 @@ class ReportPanel(QWidget):
         result = self.session.result
         if result is None:
             return
-        folder = self.last_path.parent if self.last_path else (self.session.subject.folder.parent
-                                                                 if self.session.subject else Path.home())
+        folder = default_report_folder(self.session.subject.folder if self.session.subject else None,
+                                       self.last_path.parent if self.last_path else None)
         path, _ = QFileDialog.getSaveFileName(self, "Export the AnchorAD report", str(folder / self.default_name()),
                                               "PDF files (*.pdf)")
         if path:
@@ -141,10 +193,13 @@ class ReportPanel(QWidget):
             if self.all_ig_check.isChecked() and self.session.result is result:
                 self.session.explanation_changed.emit()
 
-        def _done(ok: bool) -> None:
+        def _done(outcome: Any) -> None:
             self.worker = None
-            if not ok:
-                self.status_label.setText("Report not written (cancelled or failed).")
+            if outcome.cancelled:
+                self.status_label.setText("Report not written (cancelled).")
+            elif outcome.failed:
+                self.status_label.setText(f"<span style='color:{BAD_COLOR}'>&#10007; Report not written:</span> "
+                                          f"{html.escape(outcome.reason)}")
             self._update()
 
         self.status_label.setText(f"Writing {html.escape(path.name)}...")

@@ -11,11 +11,12 @@ def demo_subject() -> list[tuple[Any, dict[str, Any], str]]:
     from anchorad_core.errors import InputDataError
 
     from ._demo import demo_subject_dir
-    from ._reader import read_subject_layers
+    from ._reader import read_subject_layers, watch_current_viewer
 
     folder = demo_subject_dir()
     if folder is None:
         raise InputDataError("no demo subject is shipped with this installation")
+    watch_current_viewer()  # the viewer's session adopts the subject (one subject per viewer)
     layers = read_subject_layers(folder)
     for _, kwargs, _ in layers:
         kwargs.setdefault("metadata", {}).setdefault("anchorad", {})["sample"] = True

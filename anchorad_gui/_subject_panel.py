@@ -101,36 +101,26 @@ def _note_summary(text: str) -> tuple[bool, str]:
 def open_subject(viewer: Any, folder: "str | Path", on_done: Any = None) -> Any:
     """Open ``folder`` in ``viewer``'s AnchorAD session (layers + text), in a worker.
 
-    A folder that is not a subject folder gives a napari notification, no exception. Returns
-    the worker (or ``None`` when the folder was refused at once).
+    Everything is read first; only then does the subject replace the previous one
+    (:meth:`Session.apply_subject`), so a folder that cannot be opened changes nothing and gives
+    a napari notification, no exception. ``on_done`` gets the job's :class:`JobOutcome`.
+    Returns the worker (or ``None`` when the folder was refused at once).
     """
-    from ._workers import open_subject_job, start_job
+    from ._workers import JobOutcome, open_subject_job, start_job
 
     session = session_for(viewer)
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         from anchorad_core.errors import InputDataError
 
-        report_error(InputDataError("subject folder not found", folder), "open subject")
+        reason = report_error(InputDataError("subject folder not found", folder), "open subject")
         if on_done is not None:
-            on_done(False)
+            on_done(JobOutcome("failed", reason))
         return None
 
     def _loaded(result: tuple[SubjectState, list]) -> None:
         state, layers = result
-        session.remove_layers("")  # the previous subject's images and maps
-        for data, kwargs, kind in layers:
-            session.set_layer(kwargs.get("name", kind), data, kwargs, kind)
-        session.set_subject(state)
-        v = session.viewer
-        if v is not None and layers:
-            v.dims.ndisplay = 2
-            scene = getattr(v, "scene", None)  # napari >= 0.9; older: viewer.camera
-            camera = scene.camera if scene is not None and hasattr(scene, "camera") else v.camera
-            camera.orientation2d = ("up", "right")  # anterior up, patient's right on the right
-            v.reset_view()
-            if v.dims.ndim >= 4:
-                v.dims.set_current_step(0, 0)
+        session.apply_subject(state, layers)
 
     return start_job(session, open_subject_job, folder, desc=f"Opening {folder.name}", on_return=_loaded,
                      on_done=on_done, what=f"open {folder.name}")
@@ -159,6 +149,8 @@ class SubjectPanel(QWidget):
         row.addWidget(self.browse_button)
         row.addWidget(self.demo_button)
 
+        self.open_status = QLabel("")
+        self.open_status.setWordWrap(True)
         self.modalities_label = QLabel("No subject open.")
         self.modalities_label.setTextFormat(Qt.RichText)
         self.modalities_label.setWordWrap(True)
@@ -197,6 +189,7 @@ class SubjectPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(heading("Subject folder"))
         layout.addLayout(row)
+        layout.addWidget(self.open_status)
         layout.addWidget(self.modalities_label)
         layout.addLayout(self._box_header("Clinical note", self.clinical_source, self.clinical_reset))
         layout.addWidget(self.clinical_edit, 2)
@@ -243,9 +236,21 @@ class SubjectPanel(QWidget):
         self.open_folder(folder)
 
     def open_folder(self, folder: "str | Path") -> Any:
-        """Open a subject folder (in a worker); errors become notifications."""
+        """Open a subject folder (in a worker); errors become notifications and change nothing."""
         self.folder_edit.setText(str(folder))
-        return open_subject(self.viewer, folder)
+        self.open_status.setText(f"Opening {Path(folder).name}...")
+        self.open_status.setStyleSheet("")
+        return open_subject(self.viewer, folder, on_done=self._opened)
+
+    def _opened(self, outcome: Any) -> None:
+        state = self.session.subject
+        # the box always names the subject that is open (a failed open changed nothing)
+        self.folder_edit.setText(str(state.folder) if state is not None else "")
+        if outcome.ok:
+            self.open_status.setText("")
+        else:
+            self.open_status.setText(f"Not opened: {outcome.reason}" if outcome.failed else "Opening cancelled.")
+            self.open_status.setStyleSheet(f"color: {BAD_COLOR};")
 
     def _busy(self, busy: bool) -> None:
         for w in (self.browse_button, self.demo_button, self.folder_edit):
@@ -257,6 +262,7 @@ class SubjectPanel(QWidget):
         self._filling = True
         try:
             if state is None:
+                self.folder_edit.setText("")
                 self.modalities_label.setText(f"<span style='color:{MUTED_COLOR}'>No subject open.</span>")
                 self.clinical_edit.setPlainText("")
                 self.genetics_edit.setPlainText("")

@@ -3,16 +3,89 @@
 Each job is a plain generator (no Qt) that yields :class:`Step` before each stage and
 returns its result; :func:`start_job` runs it in a napari ``GeneratorWorker`` with a progress
 bar in napari's activity dock. ``worker.quit()`` (the Cancel buttons) stops the job at its
-next stage boundary. Errors become napari notifications, never exceptions in the Qt loop.
+next stage boundary.
+
+Every way a job can end reaches the panel that started it: ``on_done`` is always called, on the
+Qt thread, with a :class:`JobOutcome` (done, cancelled or failed with its one-line reason). A
+failure also becomes a napari notification and its full traceback goes to the
+``anchorad_gui`` logger. The job runs inside :func:`_guarded`, which turns any exception into
+a :class:`JobFailure` *inside* the worker thread: napari's worker would otherwise swallow a
+``RuntimeError`` (a dtype mismatch, CUDA out of memory) without emitting ``errored`` or
+``finished``, and the panel would wait for ever.
 """
 from __future__ import annotations
 
+import logging
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Generator
 
-__all__ = ["Step", "diagnose_job", "open_subject_job", "start_job"]
+__all__ = ["Step", "JobFailure", "JobOutcome", "failure_reason", "diagnose_job", "open_subject_job", "start_job"]
+
+log = logging.getLogger("anchorad_gui")
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why: an AnchorAD error's own message, else ``Type: message`` (never cut)."""
+    from anchorad_core.errors import AnchorADError
+
+    text = " ".join(str(exc).split())  # one line, whole
+    if isinstance(exc, AnchorADError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@dataclass
+class JobFailure:
+    """What a failed job returns from its worker thread (see :func:`_guarded`)."""
+
+    reason: str
+    traceback: str
+    exception: BaseException
+
+
+@dataclass
+class JobOutcome:
+    """How a job ended: ``status`` is ``"done"``, ``"cancelled"`` or ``"failed"`` (with ``reason``)."""
+
+    status: str
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "done"
+
+    @property
+    def cancelled(self) -> bool:
+        return self.status == "cancelled"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def _guarded(job: Callable[..., Any], args: tuple, what: str, sink: dict[str, Any]) -> Generator[Any, None, Any]:
+    """Run ``job(*args)`` (a generator), passing its steps on; an exception becomes a :class:`JobFailure`.
+
+    The failure is also put in ``sink["failure"]``: napari drops a worker's return value when
+    Cancel was pressed meanwhile, and a failure must not pass for a cancel.
+    """
+    try:
+        gen = job(*args)
+        if not isinstance(gen, Generator):
+            return gen
+        result = yield from gen
+    except Exception as exc:  # every failure must reach the user, whatever its type
+        tb = traceback.format_exc()
+        log.error("AnchorAD %s failed: %s\n%s", what or getattr(job, "__name__", "job"), failure_reason(exc), tb)
+        sink["failure"] = JobFailure(failure_reason(exc), tb, exc)
+        return sink["failure"]
+    return result
 
 
 @dataclass
@@ -25,7 +98,7 @@ class Step:
 
 
 def open_subject_job(folder: "str | Path") -> Generator[Step, None, tuple[Any, list]]:
-    """Read the subject's files and text, then its image layers (T1, fMRI)."""
+    """Read the subject's files and text, then its image layers (T1, fMRI); changes nothing."""
     from ._reader import read_subject_layers
     from ._session import read_subject_state
 
@@ -46,7 +119,7 @@ def diagnose_job(
 ) -> Generator[Step, None, Any]:
     """Load (or reuse) the pipeline, read the subject, run every stage; return a ``DiagnosisState``."""
     from ._pipelines import PIPELINES, pipeline_key
-    from ._session import DiagnosisState
+    from ._session import DiagnosisState, subject_inputs
 
     start = time.perf_counter()
     extra = 2
@@ -63,7 +136,8 @@ def diagnose_job(
             yield Step(stage.name, stage.index + extra, stage.total + extra)
     except StopIteration as done:
         diagnosis = done.value
-    return DiagnosisState(pipeline, subject, diagnosis, key, time.perf_counter() - start)
+    return DiagnosisState(pipeline, subject, diagnosis, key, time.perf_counter() - start,
+                          subject_inputs(folder, overrides))
 
 
 def start_job(
@@ -73,7 +147,7 @@ def start_job(
     desc: str,
     on_return: Callable[[Any], None] | None = None,
     on_step: Callable[[Step], None] | None = None,
-    on_done: Callable[[bool], None] | None = None,
+    on_done: Callable[[JobOutcome], None] | None = None,
     what: str = "",
 ) -> Any:
     """Run ``job(*args)`` in a napari generator worker with a progress bar; returns the worker.
@@ -87,23 +161,36 @@ def start_job(
     on_step
         Called (Qt thread) with each :class:`Step`.
     on_done
-        Called (Qt thread) at the very end with ``True`` if the job completed, ``False`` if it
-        was cancelled or failed.
+        Called (Qt thread) exactly once at the very end with a :class:`JobOutcome`: done,
+        cancelled, or failed (the job raised, or ``on_return`` did) with the one-line reason,
+        which has then also been shown as a napari notification and logged with its traceback.
+    what
+        What the job does, for the notification (``"diagnosis"``, ``"report"``...).
     """
     from napari.qt.threading import create_worker
 
     from ._session import report_error
 
-    worker = create_worker(job, *args, _progress={"desc": desc}, _ignore_errors=True, _start_thread=False)
-    outcome = {"ok": False, "over": False}
+    sink: dict[str, Any] = {}
+    worker = create_worker(_guarded, job, args, what, sink, _progress={"desc": desc}, _ignore_errors=True,
+                           _start_thread=False)
+    state: dict[str, Any] = {"outcome": None, "over": False, "ended": False}
+
+    def _fail(reason: str) -> None:
+        if state["outcome"] is None or state["outcome"].ok:
+            state["outcome"] = JobOutcome("failed", reason)
+            report_error(reason, what)
 
     def _stepped(step: Any) -> None:
         # updating the progress bar can process pending events, so the job's end may be
         # handled in the middle of this function: tell the caller first, the bar second
-        if not isinstance(step, Step) or outcome["over"]:
+        if not isinstance(step, Step) or state["over"]:
             return
         if on_step is not None:
-            on_step(step)
+            try:
+                on_step(step)
+            except Exception:  # a status line must never stop the job
+                log.exception("AnchorAD %s: showing a step failed", what)
         pbar = getattr(worker, "pbar", None)
         if pbar is not None:
             try:
@@ -115,28 +202,46 @@ def start_job(
                 pass
 
     def _returned(value: Any) -> None:
-        outcome["ok"] = True
-        outcome["over"] = True
+        state["over"] = True
+        if isinstance(value, JobFailure):
+            _fail(value.reason)
+            return
+        state["outcome"] = JobOutcome("done")
         if on_return is not None:
             try:
                 on_return(value)
             except Exception as exc:  # showing a result must never crash the viewer
-                outcome["ok"] = False
-                report_error(exc, what)
+                log.error("AnchorAD %s: showing the result failed\n%s", what, traceback.format_exc())
+                _fail(failure_reason(exc))
 
-    def _errored(exc: BaseException) -> None:
-        report_error(exc, what)
+    def _errored(exc: BaseException) -> None:  # not expected (see _guarded), but never silent
+        state["over"] = True
+        log.error("AnchorAD %s failed: %s", what, failure_reason(exc), exc_info=exc)
+        _fail(failure_reason(exc))
 
     def _finished() -> None:
-        outcome["over"] = True
+        if state["ended"]:
+            return
+        state["ended"] = True
+        state["over"] = True
+        if state["outcome"] is None:
+            if "failure" in sink:
+                _fail(sink["failure"].reason)
+            elif not worker.abort_requested:
+                _fail("the job stopped without a result")
+        outcome = state["outcome"] if state["outcome"] is not None else JobOutcome("cancelled")
         session.end()
         if on_done is not None:
-            on_done(outcome["ok"])
+            try:
+                on_done(outcome)
+            except Exception:
+                log.exception("AnchorAD %s: resetting the panel failed", what)
 
     worker.yielded.connect(_stepped)
     worker.returned.connect(_returned)
     worker.errored.connect(_errored)
     worker.finished.connect(_finished)
+    worker.outcome = lambda: state["outcome"]  # for tests and callers that poll
     session.begin()
     worker.start()
     return worker

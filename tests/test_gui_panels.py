@@ -90,7 +90,7 @@ def test_cancel_stops_a_run(gui_viewer, gui_subject, gui_bundle, qtbot):
 
 
 def test_diagnose_inspect_report_workflow(gui_viewer, gui_subject, gui_bundle, qtbot, tmp_path):
-    from anchorad_gui._map_layers import FMRI_LAYER, SMRI_LAYER
+    from anchorad_gui._map_layers import FMRI_ROLE, SMRI_ROLE
     from anchorad_gui._pipelines import PIPELINES
 
     viewer, widgets = gui_viewer
@@ -120,20 +120,24 @@ def test_diagnose_inspect_report_workflow(gui_viewer, gui_subject, gui_bundle, q
     qtbot.waitUntil(lambda: inspect.explanations is not None, timeout=LONG)
     t1 = viewer.layers[f"{gui_subject.name} T1"]
     inspect.select("fmri", "attention", "smri")
-    overlay = viewer.layers[SMRI_LAYER]
+    overlay = session.overlay(SMRI_ROLE)
+    assert overlay.name == "AnchorAD sMRI map: fMRI round, Q-former attention (sMRI queries)"
+    assert overlay.name in inspect.caption()
     assert overlay.data.shape == t1.data.shape
     np.testing.assert_allclose(overlay.scale, t1.scale)
     np.testing.assert_allclose(overlay.translate, t1.translate)
     assert overlay.visible and np.isfinite(overlay.data).all() and overlay.data.max() > 0
     n_layers = len(viewer.layers)
     first = overlay.data.copy()
-    inspect.select("clinical", "attention", "smri")  # another round: same layer, new data
-    assert viewer.layers[SMRI_LAYER] is overlay and len(viewer.layers) == n_layers
+    inspect.select("clinical", "attention", "smri")  # another round: same layer, new data, new name
+    assert session.overlay(SMRI_ROLE) is overlay and len(viewer.layers) == n_layers
+    assert overlay.name.startswith("AnchorAD sMRI map: Clinical text round")
     assert not np.allclose(overlay.data, first)
     inspect.select("smri", "attention", "fmri")  # fMRI map painted on the atlas
-    fmap = viewer.layers[FMRI_LAYER]
+    fmap = session.overlay(FMRI_ROLE)
     assert fmap.data.shape == t1.data.shape and fmap.visible
-    assert not viewer.layers[SMRI_LAYER].visible  # the sMRI map does not belong to this choice
+    assert not session.overlay(SMRI_ROLE).visible  # the sMRI map does not belong to this choice
+    assert inspect.caption() == fmap.name
     inspect.select("smri", "attention", "clinical")
     assert "background-color" in inspect.note_view.toHtml()
     inspect.select("smri", "attention", "genetics")
@@ -149,7 +153,8 @@ def test_diagnose_inspect_report_workflow(gui_viewer, gui_subject, gui_bundle, q
     qtbot.waitUntil(lambda: inspect.worker is None, timeout=LONG)
     att = session.explanation.round("genetics").attribution
     assert att is not None and set(att.maps) == {"smri", "fmri", "clinical", "genetics"}
-    assert viewer.layers[SMRI_LAYER].data.shape == t1.data.shape
+    assert session.overlay(SMRI_ROLE).data.shape == t1.data.shape
+    assert "Genetics round, Integrated Gradients" in session.overlay(SMRI_ROLE).name
     assert inspect.plot.kind == "attribution"
     assert len(viewer.layers) == n_layers
 
