@@ -342,9 +342,11 @@ class InspectPanel(QWidget):
             return
         if choice.block == "cross":
             names = [Modality.parse(m).title for m in block.shares] if block.shares else []
-            shares = ", ".join(f"{n} {v:.0%}" for n, v in zip(names, block.shares.values()))
+            missing = [m not in record.attention for m in block.shares]  # masked blocks: no share
+            shares = ", ".join(f"{n} missing" if gone else f"{n} {v:.0%}"
+                               for n, v, gone in zip(names, block.shares.values(), missing))
             self._set_overlays()
-            self.plot.cross_shares(block.query_shares, names, f"{anchor_title} round: cross-modal queries")
+            self.plot.cross_shares(block.query_shares, names, f"{anchor_title} round: cross-modal queries", missing)
             self.info_label.setText(f"Cross-modal queries' attention per auxiliary block: {shares}.")
             self._plain_note("Choose the clinical-text queries to highlight words.")
             return

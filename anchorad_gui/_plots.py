@@ -32,6 +32,7 @@ class PlotCanvas(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
         self.kind = ""
+        self.cell_texts: list[list[str]] = []  # cross-modal chart: the text of each block's cells
         self.clear("")
 
     # ------------------------------------------------------------------ helpers
@@ -84,20 +85,42 @@ class PlotCanvas(QWidget):
             self._track(axes[1], [track], track_label, signed=False)
         self._draw("heatmap")
 
-    def cross_shares(self, query_shares: np.ndarray, blocks: Sequence[str], title: str) -> None:
-        """Cross-modal queries x auxiliary blocks: share of each query's attention per block."""
+    def cross_shares(self, query_shares: np.ndarray, blocks: Sequence[str], title: str,
+                     missing: Sequence[bool] | None = None) -> None:
+        """Cross-modal queries x auxiliary blocks: share of each query's attention per block.
+
+        Blocks of missing modalities (``missing[b]``) are masked out of the Q-former: their row
+        is greyed and says "missing" instead of showing shares of 0.00.
+        """
+        import matplotlib
+
         query_shares = np.asarray(query_shares, dtype=float)
+        missing = np.asarray(list(missing) if missing is not None else [False] * len(blocks), dtype=bool)
+        shown = query_shares.copy()
+        shown[:, missing] = np.nan
         (ax,) = self._axes(1)
-        image = ax.imshow(query_shares.T, aspect="auto", interpolation="nearest", cmap="inferno", vmin=0.0,
-                          vmax=max(float(query_shares.max()), 1e-6))
-        ax.set_yticks(range(len(blocks)), labels=list(blocks))
+        cmap = matplotlib.colormaps["inferno"].copy()
+        cmap.set_bad("#5a5a5a")
+        top = float(np.nanmax(shown)) if np.isfinite(shown).any() else 1.0
+        image = ax.imshow(shown.T, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0.0,
+                          vmax=max(top, 1e-6))
+        ax.set_yticks(range(len(blocks)), labels=[f"{b} (missing)" if m else b for b, m in zip(blocks, missing)])
         ax.set_xlabel("cross-modal query", fontsize=8)
         ax.set_title(title, fontsize=9)
-        for q in range(query_shares.shape[0]):
-            for b in range(query_shares.shape[1]):
+        self.cell_texts = []
+        for b in range(query_shares.shape[1]):
+            if missing[b]:
+                ax.text((query_shares.shape[0] - 1) / 2, b, "missing: masked out of the Q-former", ha="center",
+                        va="center", fontsize=7, color="white")
+                self.cell_texts.append(["missing"] * query_shares.shape[0])
+                continue
+            row = []
+            for q in range(query_shares.shape[0]):
+                row.append(f"{query_shares[q, b]:.2f}")
                 if query_shares.shape[0] <= 16:
-                    ax.text(q, b, f"{query_shares[q, b]:.2f}", ha="center", va="center", fontsize=6,
-                            color="white" if query_shares[q, b] < 0.6 * query_shares.max() else "black")
+                    ax.text(q, b, row[-1], ha="center", va="center", fontsize=6,
+                            color="white" if query_shares[q, b] < 0.6 * top else "black")
+            self.cell_texts.append(row)
         self._colorbar(image, ax, "share of attention")
         self._draw("heatmap")
 

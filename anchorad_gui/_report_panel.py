@@ -31,14 +31,21 @@ def _inside(path: Path, root: Path) -> bool:
 
 def default_report_folder(subject_folder: "Path | None", last: "Path | None" = None) -> Path:
     """Where the save dialog starts: the last report's folder, else next to the subject folder,
-    else the working directory, else home - never inside the installed package (the demo
-    subject lives there) and never a folder one cannot write to."""
+    else the working directory, else home - never inside the installed package or its shipped
+    resources (the demo subject lives there) and never a folder one cannot write to."""
     import os
 
     import anchorad_core
     import anchorad_gui
 
+    from anchorad_core.resources import resources_root
+
+    # the installed packages and the shipped resources (the demo subject lives there)
     packages = [Path(anchorad_core.__file__).parent, Path(anchorad_gui.__file__).parent]
+    try:
+        packages.append(Path(resources_root()))
+    except Exception:
+        pass
 
     def usable(folder: "Path | None") -> bool:
         return (folder is not None and folder.is_dir() and os.access(folder, os.W_OK)

@@ -349,3 +349,37 @@ def test_edits_and_cancel_mark_the_result_stale(gui_viewer, subjects, demo_bundl
     _diagnose(qtbot, widgets, demo_bundle)
     widgets["Inspect"].select("fmri", "attention", "smri")
     assert not session.stale and not any(_stale_marks(widgets).values())
+
+
+# ---------------------------------------------------------------------------------------- smaller items
+def test_a_missing_modality_is_shown_as_missing_in_the_cross_modal_chart(gui_viewer, subjects, demo_bundle, qtbot):
+    viewer, widgets = gui_viewer
+    _open(qtbot, widgets, subjects[0])
+    widgets["Subject"].genetics_edit.setPlainText("")  # genetics missing
+    widgets["Subject"].validate_now()
+    _diagnose(qtbot, widgets, demo_bundle)
+    inspect = widgets["Inspect"]
+    inspect.select("smri", "attention", "cross")
+    texts = dict(zip(["fMRI", "Clinical text", "Genetics"], inspect.plot.cell_texts))
+    assert set(texts["Genetics"]) == {"missing"}
+    assert all(t != "missing" for t in texts["fMRI"] + texts["Clinical text"])
+    assert "Genetics missing" in inspect.info_label.text() and "Genetics 0%" not in inspect.info_label.text()
+
+
+def test_report_dialog_never_starts_inside_the_package(tmp_path, monkeypatch):
+    import anchorad_core
+    from anchorad_core.resources import resource_path
+    from anchorad_gui._report_panel import default_report_folder
+
+    package = Path(anchorad_core.__file__).parent
+    demo = Path(resource_path("demo/sub-001"))
+    monkeypatch.chdir(tmp_path)
+    assert default_report_folder(demo) == tmp_path  # the demo subject lives in the package's resources
+    monkeypatch.chdir(demo)
+    assert default_report_folder(demo) == Path.home()
+    monkeypatch.chdir(package)
+    assert default_report_folder(demo) == Path.home()
+    subject = _copy_subject(tmp_path, "sub-103")
+    assert default_report_folder(subject) == tmp_path  # next to a subject of one's own
+    (tmp_path / "out").mkdir()
+    assert default_report_folder(subject, tmp_path / "out") == tmp_path / "out"  # the last report's folder
