@@ -46,3 +46,34 @@ def resolve_dtype(name: str = "float32") -> torch.dtype:
         return DTYPES[name]
     except KeyError:
         raise ConfigError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}") from None
+
+
+_DTYPE_SUPPORT: dict[tuple[str, str], bool] = {}
+
+
+def dtype_supported(device: "str | torch.device", dtype: str) -> bool:
+    """Whether ``device`` runs the operations of a diagnosis in ``dtype`` (a tiny probe, cached).
+
+    The probe runs a linear layer, layer norm, softmax attention and GELU - the operations of
+    the Q-former and the backbones - and checks the result is finite.
+    """
+    name = str(resolve_device(str(device)))
+    key = (name, dtype)
+    if key not in _DTYPE_SUPPORT:
+        try:
+            dt = resolve_dtype(dtype)
+            dev = torch.device(name)
+            # the probe's random weights must not move anyone's random stream
+            with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
+                x = torch.randn(2, 8, 16, device=dev).to(dt)
+                linear = torch.nn.Linear(16, 16).to(dev, dt)
+                norm = torch.nn.LayerNorm(16).to(dev, dt)
+                attention = torch.nn.MultiheadAttention(16, 2, batch_first=True).to(dev, dt)
+                with torch.no_grad():
+                    h = norm(linear(x))
+                    h, w = attention(h, h, h, need_weights=True)
+                    out = torch.nn.functional.gelu(h).float()
+            _DTYPE_SUPPORT[key] = bool(torch.isfinite(out).all()) and bool(torch.isfinite(w.float()).all())
+        except (RuntimeError, TypeError, NotImplementedError, ConfigError):
+            _DTYPE_SUPPORT[key] = False
+    return _DTYPE_SUPPORT[key]

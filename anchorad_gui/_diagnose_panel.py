@@ -73,6 +73,7 @@ class DiagnosePanel(QWidget):
         self.dtype_combo.addItems(DTYPES)
         self.dtype_combo.setToolTip("float32 everywhere; bfloat16 / float16 halve the model's memory "
                                     "(on a CPU they are slower, and probabilities agree with float32 to ~0.01)")
+        self.device_combo.currentTextChanged.connect(self._device_changed)
         form = QFormLayout()
         form.addRow("Model bundle", bundle_row)
         form.addRow("", self.bundle_note)
@@ -138,9 +139,30 @@ class DiagnosePanel(QWidget):
         self.session.stale_changed.connect(self.show_result)
         self.session.busy_changed.connect(lambda _: self._update_buttons())
         self._update_buttons()
+        self._device_changed(self.device_combo.currentText())
         self.show_result()
 
     # ------------------------------------------------------------------ choices
+    def _device_changed(self, device: str) -> None:
+        """Offer only the dtypes the device can run (the others are greyed, with the reason)."""
+        from anchorad_core.device import dtype_supported
+
+        model = self.dtype_combo.model()
+        for i, name in enumerate(DTYPES):
+            ok = name == "float32" or dtype_supported(device, name)
+            item = model.item(i) if hasattr(model, "item") else None
+            if item is not None:
+                item.setEnabled(ok)
+                item.setToolTip("" if ok else f"{name} does not run on {device} here")
+        if not self.dtype_supported():
+            self.dtype_combo.setCurrentText("float32")
+
+    def dtype_supported(self, name: "str | None" = None) -> bool:
+        """Whether the dtype ``name`` (default: the chosen one) is offered for the chosen device."""
+        model = self.dtype_combo.model()
+        index = self.dtype_combo.findText(name or self.dtype_combo.currentText())
+        item = model.item(index) if hasattr(model, "item") and index >= 0 else None
+        return item is None or item.isEnabled()
     def set_bundle(self, path: "str | Path", note: str = "") -> None:
         """Choose the model bundle folder."""
         self.bundle_edit.setText(str(path))

@@ -1,7 +1,7 @@
 """napari plugin, robustness: every job's failure reaches the user, one subject per viewer, stale results.
 
-These run on the shipped demo bundle and demo subject (``resources/demo``), so they need no
-training: a diagnosis takes a second or two on a CPU.
+They run on the tiny bundle of ``gui_fixtures`` (trained once per version of the core, then
+cached) and copies of its complete demo subject: a diagnosis takes a second or two on a CPU.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from gui_fixtures import anchorad_plugin, gui_viewer, wait_idle  # noqa: E402,F401
+from gui_fixtures import anchorad_plugin, gui_bundle, gui_subject, gui_trained, gui_viewer, wait_idle  # noqa: E402,F401
 
 pytestmark = pytest.mark.gui
 
@@ -28,32 +28,25 @@ def _messages():
 
 
 @pytest.fixture(scope="session")
-def demo_bundle() -> Path:
-    from anchorad_core.resources import resource_path
-
-    return Path(resource_path("demo/bundle"))
+def demo_bundle(gui_bundle) -> Path:
+    return gui_bundle
 
 
-def _copy_subject(dest: Path, sid: str, note: str | None = None) -> Path:
-    """The shipped demo subject copied as ``sid`` (its files renamed)."""
-    from anchorad_core.resources import resource_path
-
-    src = Path(resource_path("demo/sub-001"))
+def _copy_subject(src: Path, dest: Path, sid: str) -> Path:
+    """The subject folder ``src`` copied as ``dest/sid`` (its files renamed)."""
     folder = dest / sid
     for path in src.rglob("*"):
         if path.is_file():
-            out = folder / path.relative_to(src).parent / path.name.replace("sub-001", sid)
+            out = folder / path.relative_to(src).parent / path.name.replace(src.name, sid)
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, out)
-    if note is not None:
-        (folder / "clinical" / f"{sid}_note.txt").write_text(note)
     return folder
 
 
 @pytest.fixture
-def subjects(tmp_path) -> tuple[Path, Path]:
-    """Two subjects, A and B."""
-    return _copy_subject(tmp_path, "sub-101"), _copy_subject(tmp_path, "sub-102")
+def subjects(gui_subject, tmp_path) -> tuple[Path, Path]:
+    """Two subjects, A and B (copies of the complete demo subject)."""
+    return _copy_subject(gui_subject, tmp_path, "sub-101"), _copy_subject(gui_subject, tmp_path, "sub-102")
 
 
 def _open(qtbot, widgets, folder):
@@ -176,14 +169,29 @@ def test_a_failing_job_is_reported_and_the_panel_recovers(stage, gui_viewer, sub
     wait_idle(qtbot, session, T)
 
 
-def test_half_precision_runs_in_the_panel(gui_viewer, subjects, demo_bundle, qtbot):
+def test_half_precision_runs_in_the_panel(gui_viewer, subjects, demo_bundle, qtbot, monkeypatch):
+    import anchorad_core.device as device
+
     viewer, widgets = gui_viewer
+    panel = widgets["Diagnose"]
+    assert all(panel.dtype_supported(d) for d in ("float32", "bfloat16", "float16"))  # all run on this CPU
+    # a device that cannot run float16: it is greyed out and a float16 choice falls back to float32
+    monkeypatch.setattr(device, "dtype_supported", lambda dev, dt: dt != "float16")
+    panel.dtype_combo.setCurrentText("float16")
+    panel._device_changed("cpu")
+    assert not panel.dtype_supported("float16") and panel.dtype_supported("bfloat16")
+    assert panel.dtype_combo.currentText() == "float32"
+    monkeypatch.undo()
+    panel._device_changed("cpu")
+    assert panel.dtype_supported("float16")
     _open(qtbot, widgets, subjects[0])
     _diagnose(qtbot, widgets, demo_bundle, "float32")
-    label = widgets["Diagnose"].session.result.diagnosis.label
+    reference = widgets["Diagnose"].session.result.diagnosis.aggregate_probabilities
     _diagnose(qtbot, widgets, demo_bundle, "bfloat16")
     result = widgets["Diagnose"].session.result
-    assert result.key[2] == "bfloat16" and result.diagnosis.label == label
+    assert result.key[2] == "bfloat16"
+    for label, p in reference.items():  # bfloat16 keeps ~2-3 significant digits
+        assert result.diagnosis.aggregate_probabilities[label] == pytest.approx(p, abs=0.03)
     assert widgets["Inspect"].explanations is not None  # the attention of a bf16 run is read too
 
 
@@ -379,7 +387,7 @@ def test_report_dialog_never_starts_inside_the_package(tmp_path, monkeypatch):
     assert default_report_folder(demo) == Path.home()
     monkeypatch.chdir(package)
     assert default_report_folder(demo) == Path.home()
-    subject = _copy_subject(tmp_path, "sub-103")
+    subject = _copy_subject(demo, tmp_path, "sub-103")
     assert default_report_folder(subject) == tmp_path  # next to a subject of one's own
     (tmp_path / "out").mkdir()
     assert default_report_folder(subject, tmp_path / "out") == tmp_path / "out"  # the last report's folder

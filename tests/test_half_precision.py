@@ -44,3 +44,14 @@ def test_half_precision_gives_the_float32_diagnosis(reference, dtype):
     # the Q-former attention of a half-precision diagnosis can be read (rows sum to 1 within rounding)
     _, explanation = explain_subject(pipeline, subject, attributions=False, diagnosis=got)
     assert all(explanation.round(r.anchor).attention for r in got.rounds)
+
+
+def test_dtype_probe_says_what_the_cpu_runs_and_leaves_the_random_stream_alone():
+    from anchorad_core.device import dtype_supported
+
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    assert dtype_supported("cpu", "float32") and dtype_supported("cpu", "bfloat16")
+    assert torch.equal(torch.rand(3), expected)
+    assert not dtype_supported("cpu", "float8")  # unknown dtype: not offered
