@@ -209,10 +209,8 @@ def load_bundle(path: "str | Path", device: "str | torch.device" = "cpu") -> Bun
         anchor = Modality.parse(name)
         folder = path / "rounds" / name
         peft_model = load_lora(model.backbone(anchor), str(folder / "adapter"))
-        round_ = model.add_round(
-            anchor, config.num_queries, config.lora, num_heads=config.qformer_heads,
-            depth=config.qformer_depth, peft_model=peft_model,
-        )
+        round_ = model.add_round(anchor, config.num_queries, config.lora, peft_model=peft_model,
+                                 **config.round_options())
         round_file = folder / "round.safetensors"
         try:
             round_.load_state_dict(_load_tensors(round_file))
@@ -260,4 +258,32 @@ def _load_prefixed(module: torch.nn.Module, tensors: dict[str, torch.Tensor], pr
 
 
 def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    """The error on one line. torch's ``load_state_dict`` error says what is wrong only after its
+    first line ("Error(s) in loading state_dict for X:"): keep those lines too, each list of
+    keys cut to its first three names and a count."""
+    import re
+
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    if not lines[0].endswith(":") or len(lines) == 1:
+        return lines[0]
+
+    def short(line: str) -> str:
+        head, sep, keys = line.partition(": ")
+        names = re.findall(r'"([^"]+)"', keys)
+        if not sep or len(names) <= 3:
+            return line.rstrip(".")
+        return f"{head}: {', '.join(names[:3])} and {len(names) - 3} more"
+
+    keys = [short(line) for line in lines[1:] if not line.startswith("size mismatch for ")]
+    sizes = [re.match(r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[.*?\])\) from "
+                      r"checkpoint, the shape in current model is torch\.Size\((\[.*?\])\)", line)
+             for line in lines[1:] if line.startswith("size mismatch for ")]
+    if sizes:
+        first = sizes[0]
+        example = (f"{first.group(1)} is {first.group(2)} in the file, {first.group(3)} in the model"
+                   if first is not None else "")
+        keys.append(f"size mismatch for {len(sizes)} tensor{'s' if len(sizes) > 1 else ''}"
+                    + (f" (e.g. {example})" if example else ""))
+    return lines[0] + " " + "; ".join(keys)
