@@ -64,6 +64,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, InputDataError
 from ..modality import Modality
 from ..resources import resolve_path
+from ..fusion.gated_injection import extra_keys
 from .base import BackboneOutput, ModalityBackbone, extra_token_mask, stack_arrays
 from .checkpoints import CheckpointReport, load_checked, read_checkpoint, select_state_dict, strip_prefixes
 from .gradients import load_gradient_csv
@@ -265,6 +266,10 @@ class BrainJEPABackbone(ModalityBackbone):
         return self.embed_dim
 
     @property
+    def attention_heads(self) -> list[int]:
+        return [self.num_heads] * self.depth
+
+    @property
     def num_tokens(self) -> int:
         """Own tokens per sample: ``n_rois * n_frames // patch_size``."""
         return self.n_rois * self.n_time_patches
@@ -311,8 +316,13 @@ class BrainJEPABackbone(ModalityBackbone):
                 x = torch.cat([x, extra_tokens.to(x.dtype)], dim=1)
                 if not bool(valid.all()):
                     key_mask = torch.cat([torch.ones(x.shape[0], n, dtype=torch.bool, device=x.device), valid], 1)
-        for block in self.blocks:
-            x = block(x, key_mask)
+        is_extra = None
+        if x.shape[1] > n:
+            is_extra = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
+            is_extra[:, n:] = True
+        with extra_keys(is_extra):
+            for block in self.blocks:
+                x = block(x, key_mask)
         x = self.norm(x)
         if extra_tokens is None:
             return x, None
@@ -326,19 +336,23 @@ class BrainJEPABackbone(ModalityBackbone):
         extra_tokens: "torch.Tensor | None" = None,
         extra_mask: "torch.Tensor | None" = None,
     ) -> BackboneOutput:
-        """Encode ``batch["series"]``; ``pooled`` = ``fc_norm``(mean of own + valid appended tokens)."""
+        """Encode ``batch["series"]``; ``pooled`` = ``fc_norm``(mean of the own tokens).
+
+        ``pooled_with_extra`` = ``fc_norm``(mean of the own and the valid appended tokens).
+        """
         tokens, extra = self.encode(batch["series"], extra_tokens, extra_mask)
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        pooled = self.fc_norm(tokens.mean(dim=1))
         if extra is None:
-            mean = tokens.mean(dim=1)
+            return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=None)
+        valid = extra_token_mask(extra_mask, extra.shape[:2], tokens.device)
+        if not bool(valid.any()):
+            with_extra = pooled
         else:
-            valid = extra_token_mask(extra_mask, extra.shape[:2], tokens.device)
-            if not bool(valid.any()):
-                mean = tokens.mean(dim=1)
-            else:
-                weights = valid.to(tokens.dtype)[..., None]
-                mean = (tokens.sum(dim=1) + (extra * weights).sum(dim=1)) / (tokens.shape[1] + weights.sum(dim=1))
-        return BackboneOutput(tokens=tokens, mask=mask, pooled=self.fc_norm(mean), extra=extra)
+            weights = valid.to(tokens.dtype)[..., None]
+            with_extra = self.fc_norm(
+                (tokens.sum(dim=1) + (extra * weights).sum(dim=1)) / (tokens.shape[1] + weights.sum(dim=1)))
+        return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=extra, pooled_with_extra=with_extra)
 
     # ------------------------------------------------------------------ config
 
@@ -479,10 +493,11 @@ register_preset(
         "mlp_ratio": 4.0,
         "qkv_bias": True,
         "gradient_path": "resource:gradients/schaefer400_17n_gradients.csv",
-        "checkpoint": None,
+        "checkpoint": "resource:pretrained/brainjepa_demo.safetensors",
         "checkpoint_key": "target_encoder",
     },
     "Small Brain-JEPA of the same architecture for the CPU demo (Schaefer-400 17-network ROIs, "
-    "48 frames → 1200 tokens of width 64; shipped real HCP-derived gradients); trained from "
-    "scratch at demo time, no pretrained weights.",
+    "48 frames → 1200 tokens of width 64; shipped real HCP-derived gradients), pretrained with "
+    "the JEPA objective on an unlabeled synthetic cohort (`anchorad pretrain`; "
+    "resources/pretrained/PROVENANCE.json).",
 )

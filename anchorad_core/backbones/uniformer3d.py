@@ -45,6 +45,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, InputDataError
 from ..modality import Modality
 from ..resources import resolve_path
+from ..fusion.gated_injection import attend, extra_keys
 from .base import BackboneOutput, ModalityBackbone, extra_token_mask, stack_arrays
 from .checkpoints import CheckpointReport, load_checked, read_checkpoint, select_state_dict, strip_prefixes
 from .registry import register_backbone, register_preset
@@ -190,9 +191,7 @@ class MaskedSelfAttention(nn.Module):
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         mask = None if key_mask is None else key_mask[:, None, None, :]
-        x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale
-        )
+        x = attend(q, k, v, mask, self.scale, self.attn_drop if self.training else 0.0)
         x = x.transpose(1, 2).reshape(b, n, c)
         return self.proj_drop(self.proj(x))
 
@@ -340,6 +339,10 @@ class UniFormer3DBackbone(ModalityBackbone):
         return self.embed_dim[3]
 
     @property
+    def attention_heads(self) -> list[int]:
+        return [self.embed_dim[2] // self.head_dim] * self.depth[2] + [self.embed_dim[3] // self.head_dim] * self.depth[3]
+
+    @property
     def extra_token_width(self) -> int:
         return self.embed_dim[2]
 
@@ -384,8 +387,8 @@ class UniFormer3DBackbone(ModalityBackbone):
         if extra is None:
             return BackboneOutput(tokens=tokens, mask=mask, pooled=tokens.mean(dim=1), extra=None)
         valid = extra_token_mask(extra_mask, extra.shape[:2], extra.device)
-        pooled = _pool_with_extras(tokens, extra, valid)
-        return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=extra)
+        return BackboneOutput(tokens=tokens, mask=mask, pooled=tokens.mean(dim=1), extra=extra,
+                              pooled_with_extra=_pool_with_extras(tokens, extra, valid))
 
     def forward_stages(self, image: torch.Tensor) -> UniFormerStages:
         """The original ``UniFormer.forward``: ``(x0, x1, x2, x3, x4)`` for ``(B, C, X, Y, Z)``.
@@ -422,15 +425,17 @@ class UniFormer3DBackbone(ModalityBackbone):
 
         x3 = self.patch_embed3(x2)
         key_mask = _key_mask(x3, extra_in, valid)
-        for blk in self.blocks3:
-            x3, extra_in = blk(x3, extra_in, key_mask)
+        with extra_keys(_extra_positions(x3, extra_in)):
+            for blk in self.blocks3:
+                x3, extra_in = blk(x3, extra_in, key_mask)
 
         x4 = self.patch_embed4(x3)
         if extra_in is not None:
             extra_in = self.extra_bridge(extra_in)
         key_mask = _key_mask(x4, extra_in, valid)
-        for blk in self.blocks4:
-            x4, extra_in = blk(x4, extra_in, key_mask)
+        with extra_keys(_extra_positions(x4, extra_in)):
+            for blk in self.blocks4:
+                x4, extra_in = blk(x4, extra_in, key_mask)
         x4 = self.norm(x4)
 
         extra_out = None
@@ -499,6 +504,16 @@ def _key_mask(x: torch.Tensor, extra: "torch.Tensor | None", valid: "torch.Tenso
     n = math.prod(x.shape[2:])
     spatial = torch.ones(x.shape[0], n, dtype=torch.bool, device=valid.device)
     return torch.cat([spatial, valid], dim=1)
+
+
+def _extra_positions(spatial: torch.Tensor, extra: "torch.Tensor | None") -> "torch.Tensor | None":
+    """``(B, N + E)`` bool: which attention keys are appended tokens (``None`` without them)."""
+    if extra is None:
+        return None
+    b, n = spatial.shape[0], int(np.prod(spatial.shape[2:]))
+    flags = torch.zeros(b, n + extra.shape[1], dtype=torch.bool, device=spatial.device)
+    flags[:, n:] = True
+    return flags
 
 
 def _pool_with_extras(tokens: torch.Tensor, extra: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -630,8 +645,9 @@ register_preset(
         "qkv_bias": True,
         "in_chans": 1,
         "img_size": 64,
-        "checkpoint": None,
+        "checkpoint": "resource:pretrained/brainmvp_demo.safetensors",
     },
     "Small UniFormer of the same architecture for the CPU demo (64³ T1 → 4³ = 64 tokens of "
-    "width 48); trained from scratch at demo time, no pretrained weights.",
+    "width 48), pretrained by masked-volume reconstruction on an unlabeled synthetic cohort "
+    "(`anchorad pretrain`; resources/pretrained/PROVENANCE.json).",
 )
