@@ -61,6 +61,9 @@ class AnchorADModel(nn.Module):
         num_heads: int = 4,
         depth: int = 1,
         peft_model: Any = None,
+        qformer_width: int = 256,
+        gated: bool = True,
+        pool_extra: bool = False,
     ) -> AnchoredRound:
         """Create the anchored round of ``anchor`` (Q-former + head) and attach its LoRA.
 
@@ -73,6 +76,8 @@ class AnchorADModel(nn.Module):
         round_ = AnchoredRound(
             anchor, aux_widths, backbone.extra_token_width, backbone.width,
             num_classes=len(self.labels), num_queries=num_queries, num_heads=num_heads, depth=depth,
+            qformer_width=qformer_width, attention_heads=backbone.attention_heads if gated else None,
+            pool_extra=pool_extra,
         )
         round_.head.load_state_dict(self.heads[anchor.value].state_dict())
         round_.to(next(backbone.parameters()).device)

@@ -17,7 +17,7 @@ def _aux(b=3, widths={S: 6, F: 5, G: 7}, lengths={S: 4, F: 9, G: 2}, present=Non
 
 
 def test_output_shape_is_four_blocks_of_nq_tokens():
-    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, width=16, num_queries=4, num_heads=4)
+    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, out_width=16, width=8, num_queries=4, num_heads=4)
     out = q(_aux(), batch_size=3, return_attention=True)
     assert out.tokens.shape == (3, 16, 16)
     assert out.mask.shape == (3, 16) and out.mask.all()
@@ -27,7 +27,7 @@ def test_output_shape_is_four_blocks_of_nq_tokens():
 
 
 def test_attention_rows_sum_to_one_over_keys():
-    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, width=16, num_queries=4)
+    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, out_width=16, width=8, num_queries=4)
     out = q(_aux(), batch_size=3, return_attention=True)
     for weights in out.attention.values():
         torch.testing.assert_close(weights.sum(-1), torch.ones_like(weights.sum(-1)))
@@ -35,7 +35,7 @@ def test_attention_rows_sum_to_one_over_keys():
 
 def test_missing_modality_block_is_masked_and_ignored():
     present = {S: torch.tensor([True, False, True]), F: torch.ones(3, dtype=torch.bool), G: torch.ones(3, dtype=torch.bool)}
-    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, width=16, num_queries=4).eval()
+    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, out_width=16, width=8, num_queries=4).eval()
     aux = _aux(present=present)
     out = q(aux, batch_size=3, return_attention=True)
     assert not out.mask[1, :4].any() and out.mask[1, 4:].all()
@@ -50,14 +50,14 @@ def test_missing_modality_block_is_masked_and_ignored():
 
 def test_all_auxiliaries_missing_masks_everything_and_stays_finite():
     absent = {m: torch.zeros(2, dtype=torch.bool) for m in (S, F, G)}
-    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, width=16, num_queries=4)
+    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, out_width=16, width=8, num_queries=4)
     out = q(_aux(b=2, present=absent), batch_size=2)
     assert not out.mask.any()
     assert torch.isfinite(out.tokens).all()
 
 
 def test_modality_absent_from_dict_counts_as_missing():
-    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, width=16, num_queries=2)
+    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, out_width=16, width=8, num_queries=2)
     aux = _aux()
     del aux[F]
     out = q(aux, batch_size=3)
@@ -65,6 +65,6 @@ def test_modality_absent_from_dict_counts_as_missing():
 
 
 def test_zero_queries_gives_empty_h_a():
-    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, width=16, num_queries=0)
+    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, out_width=16, width=8, num_queries=0)
     out = q(_aux(), batch_size=3)
     assert out.tokens.shape == (3, 0, 16) and out.mask.shape == (3, 0)

@@ -9,6 +9,7 @@ from torch import nn
 
 from anchorad_core.backbones.base import BackboneOutput, ModalityBackbone
 from anchorad_core.backbones.registry import register_backbone
+from anchorad_core.fusion.gated_injection import attend, extra_keys
 from anchorad_core.modality import Modality
 
 
@@ -22,7 +23,7 @@ class ToyAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+        out = attend(q, k, v, mask[:, None, None, :])
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
@@ -51,6 +52,10 @@ class ToyBackbone(ModalityBackbone):
     def width(self) -> int:
         return self.hidden
 
+    @property
+    def attention_heads(self) -> list[int]:
+        return [self.attn.heads]
+
     def collate(self, samples: Sequence[Any]) -> dict[str, torch.Tensor]:
         n = max(len(s) for s in samples)
         x = torch.zeros(len(samples), n, self.in_width)
@@ -63,13 +68,19 @@ class ToyBackbone(ModalityBackbone):
     def forward(self, batch, extra_tokens=None, extra_mask=None) -> BackboneOutput:
         x, mask = self.embed(batch["x"]), batch["mask"]
         n = x.shape[1]
+        is_extra = None
         if extra_tokens is not None:
             x = torch.cat([x, extra_tokens], 1)
             mask = torch.cat([mask, extra_mask], 1)
-        x = x + self.attn(self.norm1(x), mask)
+            is_extra = torch.zeros(mask.shape, dtype=torch.bool)
+            is_extra[:, n:] = True
+        with extra_keys(is_extra):
+            x = x + self.attn(self.norm1(x), mask)
         x = x + self.mlp(self.norm2(x))
-        pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-        return BackboneOutput(x[:, :n], batch["mask"], pooled, x[:, n:] if extra_tokens is not None else None)
+        own = batch["mask"]
+        pooled = (x[:, :n] * own[..., None]).sum(1) / own.sum(1, keepdim=True)
+        with_extra = (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True) if extra_tokens is not None else None
+        return BackboneOutput(x[:, :n], own, pooled, x[:, n:] if extra_tokens is not None else None, with_extra)
 
     @classmethod
     def from_config(cls, config, base_dir=None, load_weights=True):

@@ -3,8 +3,9 @@
 A backbone turns preprocessed samples of one modality into hidden tokens. It has room for
 *appended tokens*: the anchored round of the method appends the Q-former output ``H_a`` to
 the backbone's own tokens so that they take part in its self-attention (input-level
-interaction). Pooling always sees the appended tokens, so the pooled feature of an anchored
-pass depends on ``H_a``.
+interaction). ``pooled`` is over the backbone's own tokens only (they have attended to
+``H_a``); pooling over ``H_a`` as well — output-level fusion in disguise — is
+``pooled_with_extra``, an option of the anchored round.
 """
 from __future__ import annotations
 
@@ -30,15 +31,19 @@ class BackboneOutput:
     mask
         ``(B, N)`` bool, ``True`` where ``tokens`` holds a real (non-padding) token.
     pooled
-        ``(B, C)`` the pooled feature fed to a classification head.
+        ``(B, C)`` the pooled feature of the backbone's own tokens, fed to a classification head.
     extra
         ``(B, E, C)`` the appended tokens after the encoder, or ``None``.
+    pooled_with_extra
+        ``(B, C)`` pooled over the own tokens and the valid appended ones (``None`` without
+        appended tokens).
     """
 
     tokens: torch.Tensor
     mask: torch.Tensor
     pooled: torch.Tensor
     extra: torch.Tensor | None = None
+    pooled_with_extra: torch.Tensor | None = None
 
 
 class ModalityBackbone(nn.Module, abc.ABC):
@@ -64,6 +69,12 @@ class ModalityBackbone(nn.Module, abc.ABC):
     @abc.abstractmethod
     def width(self) -> int:
         """Width ``C`` of the output tokens and of the pooled feature."""
+
+    @property
+    def attention_heads(self) -> list[int]:
+        """Heads of each self-attention layer appended tokens pass through, in call order
+        (one zero-initialised gate per head and layer: :mod:`anchorad_core.fusion.gated_injection`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare its attention layers")
 
     @property
     def extra_token_width(self) -> int:

@@ -280,8 +280,9 @@ def pack_with_extras(
     mask: torch.Tensor,
     extras: "torch.Tensor | None" = None,
     extra_mask: "torch.Tensor | None" = None,
+    prefix: bool = False,
 ) -> PackedSequence:
-    """Lay out every row as ``[valid tokens, extra tokens, padding]``.
+    """Lay out every row as ``[valid tokens, extra tokens, padding]`` (``prefix``: ``[extras, valid, padding]``).
 
     Parameters
     ----------
@@ -315,6 +316,12 @@ def pack_with_extras(
         extra_mask = torch.ones(rows, n_extra, dtype=torch.bool, device=device)
     extra_mask = extra_mask.to(device=device).bool()
     lengths = check_right_padded(mask).unsqueeze(1)  # (R, 1)
+    if prefix:  # causal decoders: H_a first, so that every note token can attend to it
+        packed = torch.cat([extras.to(embeds.dtype), embeds], dim=1)
+        packed_mask = torch.cat([extra_mask, mask], dim=1)
+        token_pos = arange_l + n_extra
+        extra_pos = torch.arange(n_extra, device=device).unsqueeze(0).expand(rows, -1)
+        return PackedSequence(packed, packed_mask, token_pos, extra_pos)
     pos = torch.arange(length + n_extra, device=device).unsqueeze(0)  # (1, L+E)
     source = torch.where(
         pos < lengths, pos, torch.where(pos < lengths + n_extra, length + (pos - lengths), pos - n_extra)
@@ -325,6 +332,14 @@ def pack_with_extras(
     token_pos = torch.where(arange_l < lengths, arange_l, arange_l + n_extra)
     extra_pos = lengths + torch.arange(n_extra, device=device).unsqueeze(0)
     return PackedSequence(packed, packed_mask, token_pos, extra_pos)
+
+
+def extra_key_flags(packed: PackedSequence) -> "torch.Tensor | None":
+    """``(R, L + E)`` bool: which packed positions hold appended tokens (``None`` without them)."""
+    if packed.extra_pos is None:
+        return None
+    flags = torch.zeros(packed.mask.shape, dtype=torch.bool, device=packed.mask.device)
+    return flags.scatter(1, packed.extra_pos, True)
 
 
 def unpack_hidden(hidden: torch.Tensor, packed: PackedSequence) -> "tuple[torch.Tensor, torch.Tensor | None]":

@@ -13,16 +13,19 @@ download it yourself and point ``model_path`` at the folder::
 
 Appended tokens (``H_a``)
 -------------------------
-The batch is right-padded. Each note is laid out as ``[note tokens, extra tokens, padding]``:
-the extra tokens sit directly after the note's last valid token (not after the padding), so
+The batch is right-padded.
 
-* a causal **decoder** reads the whole note before ``H_a`` and its last valid position (the
-  last unmasked extra token, or the note's last token when every extra is masked) has seen
-  both — that position is the pooled feature;
-* decoder position ids are derived from the packed attention mask (``0, 1, ...`` over valid
-  tokens), so a note's positions never depend on how long its batch neighbours are;
-* an **encoder** pools the mean over the note's valid tokens *and* the unmasked extras;
-* masked extra tokens are never attended to (attention mask 0) and never pooled.
+* A causal **decoder** gets ``H_a`` as a **prefix**: ``[extra tokens, note tokens, padding]``,
+  so every note token can attend to it; the note's last token (the last valid position) is
+  the pooled feature. Position ids are derived from the packed attention mask (``0, 1, ...``
+  over valid tokens), so a note's positions never depend on its batch neighbours.
+* An **encoder** gets ``[note tokens, extra tokens, padding]`` (the extras directly after the
+  note's last valid token) and pools the mean over the note's own valid tokens
+  (``pooled_with_extra``: the unmasked extras too).
+* Masked extra tokens are never attended to (attention mask 0) and never pooled.
+* Attention runs through :func:`anchorad_core.fusion.gated_injection.attend` (registered as
+  the ``anchorad_gated`` attention implementation): identical to SDPA except inside an
+  anchored pass, where the extras enter each layer through a zero-initialised gate.
 
 Outputs are float32 whatever the model's ``dtype``.
 """
@@ -36,6 +39,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError, InputDataError
 from ..modality import Modality
+from ..fusion.gated_injection import extra_keys, use_gated_attention
 from .base import BackboneOutput, ModalityBackbone
 from .hf_common import (
     attention_lora_regex,
@@ -47,6 +51,7 @@ from .hf_common import (
     load_hf_config,
     load_hf_tokenizer,
     masked_mean,
+    extra_key_flags,
     offline_kwargs,
     pack_with_extras,
     parse_dtype,
@@ -181,6 +186,7 @@ class HFTextBackbone(ModalityBackbone):
         if int(max_length) < 2:
             raise ConfigError(f"hf-text: max_length must be at least 2, got {max_length}")
         self.model = model
+        use_gated_attention(model)
         self.tokenizer = _prepare_tokenizer(tokenizer, kind)
         self.model_path = None if model_path is None else str(model_path)
         self.kind = kind
@@ -288,6 +294,12 @@ class HFTextBackbone(ModalityBackbone):
         return int(self.model.config.hidden_size)
 
     @property
+    def attention_heads(self) -> list[int]:
+        """One entry per transformer layer: its attention heads."""
+        config = self.model.config
+        return [int(config.num_attention_heads)] * int(config.num_hidden_layers)
+
+    @property
     def resolved_pooling(self) -> str:
         """Pooling actually used (``"auto"`` resolved by kind)."""
         if self.pooling != "auto":
@@ -353,7 +365,8 @@ class HFTextBackbone(ModalityBackbone):
         check_extra_inputs(extra_tokens, extra_mask, input_ids.shape[0], self.width)
         embeds = self.model.get_input_embeddings()(input_ids)
         extras = None if extra_tokens is None else extra_tokens.to(device=device, dtype=embeds.dtype)
-        packed = pack_with_extras(embeds, mask, extras, None if extra_mask is None else extra_mask.to(device))
+        packed = pack_with_extras(embeds, mask, extras, None if extra_mask is None else extra_mask.to(device),
+                                  prefix=self.kind == "decoder")
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if self.kind == "encoder" and isinstance(limit, int) and packed.embeds.shape[1] > limit:
             raise ConfigError(
@@ -364,19 +377,24 @@ class HFTextBackbone(ModalityBackbone):
         if self.kind == "decoder":
             kwargs["position_ids"] = position_ids_from_mask(packed.mask)
             kwargs["use_cache"] = False
-        out = self.model(**kwargs)
+        with extra_keys(extra_key_flags(packed)):
+            out = self.model(**kwargs)
         hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
         hidden = hidden.float()
         tokens, extra = unpack_hidden(hidden, packed)
         tokens = tokens.masked_fill(~mask.unsqueeze(-1), 0.0)
         pooling = self.resolved_pooling
-        if pooling == "mean":
-            pooled = masked_mean(hidden, packed.mask)
-        elif pooling == "last":
-            pooled = last_valid(hidden, packed.mask)
-        else:  # "first"
-            pooled = hidden[:, 0]
-        return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=extra)
+
+        def pool(states: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+            if pooling == "mean":
+                return masked_mean(states, valid)
+            if pooling == "last":
+                return last_valid(states, valid)
+            return states[:, 0]  # "first"
+
+        pooled = pool(tokens, mask)
+        with_extra = pool(hidden, packed.mask) if extra is not None else None
+        return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=extra, pooled_with_extra=with_extra)
 
 
 def _prepare_tokenizer(tokenizer: Any, kind: str) -> Any:

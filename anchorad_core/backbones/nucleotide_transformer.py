@@ -64,6 +64,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError, InputDataError
 from ..modality import Modality
+from ..fusion.gated_injection import extra_keys, use_gated_attention
 from .base import BackboneOutput, ModalityBackbone
 from .hf_common import (
     attention_lora_regex,
@@ -75,6 +76,7 @@ from .hf_common import (
     load_hf_tokenizer,
     masked_mean,
     offline_kwargs,
+    extra_key_flags,
     pack_with_extras,
     parse_dtype,
     resolve_local_model_folder,
@@ -153,6 +155,7 @@ class NucleotideTransformerBackbone(ModalityBackbone):
     ) -> None:
         super().__init__()
         self.model = model
+        use_gated_attention(model)
         self.tokenizer = tokenizer
         self.model_path = None if model_path is None else str(model_path)
         self.esm_config = copy.deepcopy(esm_config) if esm_config is not None else None
@@ -288,6 +291,12 @@ class NucleotideTransformerBackbone(ModalityBackbone):
     def width(self) -> int:
         """Hidden size of the ESM encoder."""
         return int(self.model.config.hidden_size)
+
+    @property
+    def attention_heads(self) -> list[int]:
+        """One entry per transformer layer: its attention heads."""
+        config = self.model.config
+        return [int(config.num_attention_heads)] * int(config.num_hidden_layers)
 
     def tokenize_sequence(self, sequence: str) -> list[int]:
         """Token ids of one DNA string, without special tokens (validated as in :meth:`collate`)."""
@@ -431,7 +440,8 @@ class NucleotideTransformerBackbone(ModalityBackbone):
             row_extra_mask = extra_mask[row_subject]
             extras = self._embed_extras(extra_tokens.to(device=device, dtype=embeds.dtype)[row_subject], row_extra_mask)
         packed = pack_with_extras(embeds, mask, extras, row_extra_mask)
-        out = self.model(inputs_embeds=packed.embeds, attention_mask=packed.mask.long())
+        with extra_keys(extra_key_flags(packed)):
+            out = self.model(inputs_embeds=packed.embeds, attention_mask=packed.mask.long())
         hidden = (out[0] if isinstance(out, tuple) else out.last_hidden_state).float()
         row_tokens, row_extra = unpack_hidden(hidden, packed)
 
@@ -446,10 +456,10 @@ class NucleotideTransformerBackbone(ModalityBackbone):
             summed = hidden.new_zeros(batch_size, row_extra.shape[1], width).index_add(0, row_subject, row_extra)
             counts = chunk_mask.sum(dim=1).clamp(min=1).to(hidden.dtype)
             extra = summed / counts.view(-1, 1, 1)
-            pooled = masked_mean(torch.cat([tokens, extra], dim=1), torch.cat([token_mask, extra_mask], dim=1))
-        else:
-            pooled = masked_mean(tokens, token_mask)
-        return BackboneOutput(tokens=tokens, mask=token_mask, pooled=pooled, extra=extra)
+            with_extra = masked_mean(torch.cat([tokens, extra], dim=1), torch.cat([token_mask, extra_mask], dim=1))
+            return BackboneOutput(tokens=tokens, mask=token_mask, pooled=masked_mean(tokens, token_mask), extra=extra,
+                                  pooled_with_extra=with_extra)
+        return BackboneOutput(tokens=tokens, mask=token_mask, pooled=masked_mean(tokens, token_mask), extra=extra)
 
     # -- embedding path ---------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """One anchored round: a LoRA-adapted frozen anchor that sees ``H_a`` among its input tokens."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -8,6 +9,7 @@ from torch import nn
 
 from ..backbones.base import ModalityBackbone
 from ..modality import Modality
+from .gated_injection import gated_injection, new_gates
 from .qformer import AuxiliaryFeatures, ModalityAwareQFormer, QFormerOutput
 
 
@@ -22,7 +24,7 @@ class RoundOutput:
 
 
 class AnchoredRound(nn.Module):
-    """The trainable part of one anchor round: the Q-former and the classification head.
+    """The trainable part of one anchor round: the Q-former, the injection gates, the head.
 
     The anchor backbone itself is passed to :meth:`forward` (it is shared with the model and
     carries its own LoRA adapter), so the round's state dict is only what phase 2 learns
@@ -42,6 +44,14 @@ class AnchoredRound(nn.Module):
         Number of diagnosis labels (2 for the binary tasks).
     num_queries, num_heads, depth
         Q-former shape.
+    qformer_width
+        The Q-former's own width (``H_a`` is projected from it to ``anchor_token_width``).
+    attention_heads
+        Heads of each anchor attention layer ``H_a`` passes through (one zero-initialised
+        gate per head and layer: :mod:`.gated_injection`); ``None`` injects ungated.
+    pool_extra
+        Pool the anchor's output over ``H_a`` as well as its own tokens (off by default:
+        that would let the head read ``H_a`` directly, output-level fusion in disguise).
     """
 
     def __init__(
@@ -55,13 +65,18 @@ class AnchoredRound(nn.Module):
         num_heads: int = 4,
         depth: int = 1,
         dropout: float = 0.0,
+        qformer_width: int = 256,
+        attention_heads: "list[int] | None" = None,
+        pool_extra: bool = False,
     ) -> None:
         super().__init__()
         self.anchor = anchor
         self.qformer = ModalityAwareQFormer(
             aux_widths, anchor_token_width, num_queries=num_queries, num_heads=num_heads,
-            depth=depth, dropout=dropout,
+            depth=depth, dropout=dropout, width=qformer_width,
         )
+        self.gates = new_gates(attention_heads) if attention_heads is not None else None
+        self.pool_extra = bool(pool_extra)
         self.head = nn.Linear(anchor_width, num_classes)
 
     def forward(
@@ -76,11 +91,15 @@ class AnchoredRound(nn.Module):
         h_a = self.qformer(aux, batch_size, return_attention=return_attention)
         if h_a.tokens.shape[1] == 0:
             out = backbone(anchor_batch)
+            pooled = out.pooled
         else:
-            out = backbone(anchor_batch, extra_tokens=h_a.tokens, extra_mask=h_a.mask)
+            gated = gated_injection(self.gates) if self.gates is not None else contextlib.nullcontext()
+            with gated:
+                out = backbone(anchor_batch, extra_tokens=h_a.tokens, extra_mask=h_a.mask)
+            pooled = out.pooled_with_extra if self.pool_extra and out.pooled_with_extra is not None else out.pooled
         # some backbones return float32 features whatever their weights' dtype
-        logits = self.head(out.pooled.to(self.head.weight.dtype))
-        return RoundOutput(logits, h_a, out.pooled, h_a.attention)
+        logits = self.head(pooled.to(self.head.weight.dtype))
+        return RoundOutput(logits, h_a, pooled, h_a.attention)
 
 
 def _batch_size(batch: dict[str, torch.Tensor]) -> int:

@@ -1,11 +1,18 @@
 """The modality-aware Q-former that turns auxiliary-modality features into ``H_a``.
 
 For an anchor ``m̂`` and each auxiliary modality ``m``: ``Z_m = Linear_m(F_m(X_m))`` projects
-the frozen phase-1 tokens to the anchor's width ``C``; ``N_q`` learnable uni-modal queries
-cross-attend ``Z_m`` and give ``X̂_m``. Then ``N_q`` cross-modal queries cross-attend
-``Z_a = concat(X̂_m)`` and give ``X̂_c``. The output is
-``H_a = concat(X̂_m for m in M', X̂_c)`` with a mask that hides the blocks of missing
-modalities (and the cross block of a subject with no auxiliary modality at all).
+the frozen phase-1 tokens to the Q-former's own width ``D``; ``N_q`` learnable uni-modal
+queries go through ``depth`` layers of (query self-attention, cross-attention to ``Z_m``,
+feed-forward), as BLIP-2's Q-former does, and give ``X̂_m``. Then ``N_q`` cross-modal
+queries do the same over ``Z_a = concat(X̂_m)`` and give ``X̂_c``. The output
+``H_a = concat(X̂_m for m in M', X̂_c)`` is projected once to the anchor's token width
+``C``, with a mask that hides the blocks of missing modalities (and the cross block of a
+subject with no auxiliary modality at all).
+
+The Q-former's width is its own (256 by default, as is usual for BLIP-2-style bridges): at
+LLaMA-2-13B's ``C = 5120`` an anchor-width Q-former would train about a billion parameters
+per round; at ``D = 256`` the whole round's Q-former is a few million (``anchorad
+backbones --plan``).
 
 Missing-modality rule: a missing auxiliary modality's block is *masked* (its queries never
 attend to its placeholder tokens, the cross-modal queries never attend to its block, and the
@@ -68,8 +75,8 @@ class QFormerOutput:
     attention: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-class CrossAttentionBlock(nn.Module):
-    """Pre-norm cross-attention of queries over keys, followed by a feed-forward layer.
+class QFormerLayer(nn.Module):
+    """Pre-norm query self-attention, cross-attention of the queries over keys, feed-forward.
 
     Parameters
     ----------
@@ -85,6 +92,8 @@ class CrossAttentionBlock(nn.Module):
 
     def __init__(self, width: int, num_heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0) -> None:
         super().__init__()
+        self.norm_self = nn.LayerNorm(width)
+        self.self_attention = nn.MultiheadAttention(width, num_heads, dropout=dropout, batch_first=True)
         self.norm_query = nn.LayerNorm(width)
         self.norm_key = nn.LayerNorm(width)
         self.attention = nn.MultiheadAttention(width, num_heads, dropout=dropout, batch_first=True)
@@ -97,11 +106,14 @@ class CrossAttentionBlock(nn.Module):
     def forward(
         self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor, need_weights: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Attend ``queries`` ``(B, Q, C)`` to ``keys`` ``(B, N, C)`` where ``key_mask`` is ``True``.
+        """Update ``queries`` ``(B, Q, D)`` from ``keys`` ``(B, N, D)`` where ``key_mask`` is ``True``.
 
         Rows with no valid key attend to all keys instead (to stay finite); the caller masks
-        their output. Returns the updated queries and, if asked, per-head weights ``(B, H, Q, N)``.
+        their output. Returns the updated queries and, if asked, the cross-attention weights
+        per head ``(B, H, Q, N)``.
         """
+        q = self.norm_self(queries)
+        queries = queries + self.self_attention(q, q, q, need_weights=False)[0]
         empty = ~key_mask.any(dim=1)
         padding = ~key_mask
         if empty.any():
@@ -124,24 +136,27 @@ class ModalityAwareQFormer(nn.Module):
     ----------
     aux_widths
         Width of the phase-1 tokens of each auxiliary modality (the modalities ``M'``).
+    out_width
+        The anchor's token width ``C`` (``H_a`` is projected to it).
     width
-        The anchor's token width ``C``.
+        The Q-former's own width ``D``.
     num_queries
         ``N_q`` queries per block; ``0`` gives an empty ``H_a`` (the round is then the anchor
         alone and aggregating rounds is late fusion).
     num_heads, depth, mlp_ratio, dropout
-        Shape of each block's cross-attention stack.
+        Shape of each block's layer stack.
     """
 
     def __init__(
         self,
         aux_widths: dict[Modality, int],
-        width: int,
+        out_width: int,
         num_queries: int = 16,
         num_heads: int = 4,
         depth: int = 1,
         mlp_ratio: float = 2.0,
         dropout: float = 0.0,
+        width: int = 256,
     ) -> None:
         super().__init__()
         if num_queries < 0:
@@ -149,6 +164,7 @@ class ModalityAwareQFormer(nn.Module):
         heads = _compatible_heads(width, num_heads)
         self.aux_modalities: list[Modality] = [Modality.parse(m) for m in aux_widths]
         self.width = width
+        self.out_width = out_width
         self.num_queries = num_queries
         self.input_projections = nn.ModuleDict(
             {m.value: nn.Linear(aux_widths[m], width) for m in self.aux_modalities}
@@ -158,20 +174,17 @@ class ModalityAwareQFormer(nn.Module):
         )
         self.unimodal_blocks = nn.ModuleDict(
             {
-                m.value: nn.ModuleList(
-                    [CrossAttentionBlock(width, heads, mlp_ratio, dropout) for _ in range(depth)]
-                )
+                m.value: nn.ModuleList([QFormerLayer(width, heads, mlp_ratio, dropout) for _ in range(depth)])
                 for m in self.aux_modalities
             }
         )
         self.cross_queries = nn.Parameter(torch.randn(num_queries, width) * 0.02)
-        self.cross_blocks = nn.ModuleList(
-            [CrossAttentionBlock(width, heads, mlp_ratio, dropout) for _ in range(depth)]
-        )
+        self.cross_blocks = nn.ModuleList([QFormerLayer(width, heads, mlp_ratio, dropout) for _ in range(depth)])
         # One learned embedding per block so that the cross-modal queries and the anchor know
         # which modality a token summarises ("modality-aware").
         self.block_embedding = nn.Parameter(torch.zeros(len(self.aux_modalities) + 1, width))
         self.output_norm = nn.LayerNorm(width)
+        self.output_projection = nn.Linear(width, out_width)
 
     @property
     def num_tokens(self) -> int:
@@ -186,9 +199,10 @@ class ModalityAwareQFormer(nn.Module):
         Modalities of ``M'`` absent from ``aux`` count as missing for every subject.
         """
         device = self.cross_queries.device
+        dtype = self.cross_queries.dtype
         names = [m.value for m in self.aux_modalities] + ["cross"]
         if self.num_queries == 0:
-            empty = torch.zeros(batch_size, 0, self.width, device=device)
+            empty = torch.zeros(batch_size, 0, self.out_width, device=device, dtype=dtype)
             return QFormerOutput(empty, torch.zeros(batch_size, 0, dtype=torch.bool, device=device), names)
 
         blocks, block_masks, attention = [], [], {}
@@ -200,7 +214,7 @@ class ModalityAwareQFormer(nn.Module):
                 block = queries
             else:
                 present = features.present.to(device) & features.mask.any(dim=1).to(device)
-                keys = self.input_projections[modality.value](features.tokens.to(device))
+                keys = self.input_projections[modality.value](features.tokens.to(device=device, dtype=dtype))
                 block = queries
                 for layer in self.unimodal_blocks[modality.value]:
                     block, weights = layer(block, keys, features.mask.to(device), return_attention)
@@ -219,7 +233,7 @@ class ModalityAwareQFormer(nn.Module):
         cross = cross + self.block_embedding[-1]
         cross_present = aux_mask.any(dim=1, keepdim=True).expand(-1, self.num_queries)
 
-        tokens = self.output_norm(torch.cat([aux_tokens, cross], dim=1))
+        tokens = self.output_projection(self.output_norm(torch.cat([aux_tokens, cross], dim=1)))
         mask = torch.cat([aux_mask, cross_present], dim=1)
         # Zero the masked tokens as well, so that nothing downstream can depend on them even if
         # a backbone ignored the mask (it must not; this is a second guard).

@@ -68,6 +68,13 @@ class TrainConfig:
         ``N_q`` of the Q-former (0 = late fusion of the anchor rounds).
     qformer_heads, qformer_depth
         Q-former attention heads and layers per block.
+    qformer_width
+        The Q-former's own width (``H_a`` is projected from it to each anchor's width).
+    gated
+        Inject ``H_a`` through zero-initialised per-layer, per-head attention gates (the
+        anchor is unchanged at initialisation); ``False`` injects it at full strength.
+    pool_extra
+        Pool each anchored pass over ``H_a`` too (default: the anchor's own tokens only).
     lora
         LoRA settings of the anchored rounds.
     aggregation
@@ -85,6 +92,9 @@ class TrainConfig:
     num_queries: int = 16
     qformer_heads: int = 4
     qformer_depth: int = 1
+    qformer_width: int = 256
+    gated: bool = True
+    pool_extra: bool = False
     lora: LoraSettings = field(default_factory=LoraSettings)
     aggregation: str = "confidence"
     val_fraction: float = 0.2
@@ -95,6 +105,11 @@ class TrainConfig:
             raise ConfigError(f"unknown aggregation rule {self.aggregation!r}")
         if self.num_queries < 0:
             raise ConfigError("num_queries must be >= 0")
+
+    def round_options(self) -> dict[str, Any]:
+        """Keyword arguments of :meth:`AnchorADModel.add_round` besides anchor, ``N_q`` and LoRA."""
+        return {"num_heads": self.qformer_heads, "depth": self.qformer_depth, "qformer_width": self.qformer_width,
+                "gated": self.gated, "pool_extra": self.pool_extra}
 
     @property
     def modalities(self) -> tuple[Modality, ...]:

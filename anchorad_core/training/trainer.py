@@ -143,8 +143,7 @@ def run_phase2(
         start = time.perf_counter()
         if run is not None and run.is_done(stage):
             saved = run.stage_result(stage)
-            round_ = model.add_round(anchor, config.num_queries, config.lora, num_heads=config.qformer_heads,
-                                     depth=config.qformer_depth)
+            round_ = model.add_round(anchor, config.num_queries, config.lora, **config.round_options())
             round_.load_state_dict(saved["round"])
             trainable = dict(model.backbone(anchor).named_parameters())
             with torch.no_grad():

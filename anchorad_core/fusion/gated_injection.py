@@ -1,0 +1,146 @@
+"""Zero-initialised gated injection of ``H_a`` into an anchor's self-attention.
+
+Appending ``H_a`` to a pretrained anchor's tokens perturbs it from the first step even when
+the tokens are zero (their keys and values are not). As LLaMA-Adapter's zero-init attention
+(Zhang et al., 2023) does, every attention layer of an anchored pass therefore attends to
+its own tokens and to the appended tokens with **separate** softmaxes, and adds the second
+through a per-head gate ``tanh(g)`` that starts at 0::
+
+    out = softmax(q K_own) V_own + tanh(g) · softmax(q K_extra) V_extra
+
+At initialisation the anchor's own tokens are exactly what the anchor alone computes; the
+gates open as phase 2 finds the auxiliary tokens useful (they receive gradient from the
+first step). Every attention layer an anchored pass goes through (the UniFormer's stage 3
+and 4, bridge included, the Brain-JEPA blocks, every layer of a Hugging Face model) uses
+:func:`attend`.
+
+Two context managers connect the pieces without threading arguments through model code:
+:func:`gated_injection` (the anchored round: which gates) and :func:`extra_keys` (the
+backbone: which key positions hold appended tokens).
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class _Injection:
+    gates: Sequence[torch.Tensor]
+    is_extra: "torch.Tensor | None" = None
+    calls: int = 0
+
+
+_ACTIVE: contextvars.ContextVar["_Injection | None"] = contextvars.ContextVar("anchorad_injection", default=None)
+
+
+@contextlib.contextmanager
+def gated_injection(gates: Sequence[torch.Tensor]) -> Iterator[None]:
+    """Use ``gates`` (one ``(heads,)`` or scalar tensor per attention layer, in call order)."""
+    token = _ACTIVE.set(_Injection(list(gates)))
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+@contextlib.contextmanager
+def extra_keys(is_extra: "torch.Tensor | None") -> Iterator[None]:
+    """Mark which key positions ``(B, K)`` hold appended tokens for the attention calls inside."""
+    state = _ACTIVE.get()
+    if state is None or is_extra is None:
+        yield
+        return
+    previous = state.is_extra
+    state.is_extra = is_extra
+    try:
+        yield
+    finally:
+        state.is_extra = previous
+
+
+def injection_active() -> bool:
+    """Whether an anchored pass with gates is running."""
+    return _ACTIVE.get() is not None
+
+
+def attend(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: "torch.Tensor | None" = None,
+    scale: "float | None" = None,
+    dropout: float = 0.0,
+    causal: bool = False,
+) -> torch.Tensor:
+    """Scaled dot-product attention ``(B, H, Q, D)``, gated over appended keys when active.
+
+    ``mask`` is boolean (``True`` = may attend) or additive, broadcastable to ``(B, H, Q, K)``.
+    Outside an anchored pass (or with no appended keys) this is plain
+    :func:`torch.nn.functional.scaled_dot_product_attention`.
+    """
+    state = _ACTIVE.get()
+    if state is None or state.is_extra is None:
+        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout,
+                                              is_causal=causal and mask is None, scale=scale)
+    if state.calls >= len(state.gates):
+        raise RuntimeError(f"anchored pass has {len(state.gates)} attention gates but more attention layers ran")
+    gate = torch.tanh(state.gates[state.calls]).to(query.dtype).reshape(1, -1, 1, 1)
+    state.calls += 1
+    scale = query.shape[-1] ** -0.5 if scale is None else scale
+    scores = torch.matmul(query, key.transpose(-2, -1)) * scale
+    if mask is not None:
+        scores = scores.masked_fill(~mask, -math.inf) if mask.dtype == torch.bool else scores + mask
+    if causal and mask is None:
+        q, k = scores.shape[-2:]
+        scores = scores.masked_fill(torch.ones(q, k, dtype=torch.bool, device=scores.device).triu(k - q + 1),
+                                    -math.inf)
+    extra = state.is_extra.to(scores.device)[:, None, None, :]
+    own = torch.softmax(scores.masked_fill(extra, -math.inf), dim=-1).nan_to_num(0.0)
+    aux = torch.softmax(scores.masked_fill(~extra, -math.inf), dim=-1).nan_to_num(0.0)
+    if dropout > 0:
+        own, aux = F.dropout(own, dropout), F.dropout(aux, dropout)
+    return torch.matmul(own, value) + gate * torch.matmul(aux, value)
+
+
+def new_gates(heads: Sequence[int]) -> nn.ParameterList:
+    """One zero-initialised per-head gate for each attention layer (``heads[i]`` heads)."""
+    return nn.ParameterList([nn.Parameter(torch.zeros(h)) for h in heads])
+
+
+def _hf_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                  attention_mask: "torch.Tensor | None", scaling: "float | None" = None, dropout: float = 0.0,
+                  **kwargs: object) -> tuple[torch.Tensor, None]:
+    """The Hugging Face attention-interface form of :func:`attend` (registered as ``anchorad_gated``)."""
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:  # grouped-query attention (LLaMA): repeat the key/value heads
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    if attention_mask is not None and attention_mask.shape[-1] != key.shape[-2]:
+        attention_mask = attention_mask[..., : key.shape[-2]]
+    causal = bool(getattr(module, "is_causal", False)) and query.shape[-2] > 1
+    out = attend(query, key, value, attention_mask, scaling, dropout if module.training else 0.0,
+                 causal=causal and attention_mask is None)
+    return out.transpose(1, 2).contiguous(), None
+
+
+HF_ATTENTION = "anchorad_gated"
+
+
+def use_gated_attention(model: nn.Module) -> None:
+    """Route a Hugging Face model's attention through :func:`attend` (same results until gated)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    AttentionInterface.register(HF_ATTENTION, _hf_attention)
+    if HF_ATTENTION not in ALL_MASK_ATTENTION_FUNCTIONS:  # boolean masks, as SDPA takes them
+        ALL_MASK_ATTENTION_FUNCTIONS.register(HF_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+    config = getattr(model, "config", None)
+    if config is not None:
+        config._attn_implementation = HF_ATTENTION
