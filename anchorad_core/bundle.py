@@ -125,7 +125,9 @@ def save_bundle(
             "labels": model.labels,
             "modalities": [m.value for m in model.modalities],
             "anchors": [m.value for m in model.anchors()],
-            "aggregation": {"rule": model.aggregation_rule, "round_weights": model.round_weights},
+            "aggregation": {"rule": model.aggregation_rule, "round_weights": model.round_weights,
+                            "temperatures": model.round_temperatures, "stacker": model.stacker,
+                            "selection": model.aggregation_selection},
             "config": config_dict,
             "provenance": (provenance or Provenance()).to_dict(),
             "pretrained_backbones": referenced,
@@ -219,6 +221,9 @@ def load_bundle(path: "str | Path", device: "str | torch.device" = "cpu") -> Bun
     aggregation = manifest.get("aggregation", {})
     model.aggregation_rule = aggregation.get("rule", "mean")
     model.round_weights = dict(aggregation.get("round_weights", {}))
+    model.round_temperatures = dict(aggregation.get("temperatures", {}))
+    model.stacker = aggregation.get("stacker")
+    model.aggregation_selection = dict(aggregation.get("selection", {}))
     model.requires_grad_(False)
     model.eval()
     model.to(device)

@@ -18,7 +18,6 @@ import torch
 from .bundle import Bundle, load_bundle
 from .device import resolve_device, resolve_dtype
 from .fusion.anchored_round import RoundOutput
-from .fusion.aggregation import round_confidences
 from .fusion.qformer import AuxiliaryFeatures
 from .modality import Modality
 from .progress import SILENT, Progress
@@ -191,11 +190,7 @@ class DiagnosisPipeline:
                 probs[r, 0] = torch.softmax(outputs[m].logits.float(), -1)[0].cpu()
                 mask[r, 0] = True
         aggregated = model.aggregate(probs, mask)[0]
-        weights = round_confidences(
-            probs, mask, model.aggregation_rule,
-            [model.round_weights.get(a.value, 1.0) for a in all_anchors] if model.aggregation_rule == "validation" else None,
-        )[:, 0]
-        weights = weights / weights.sum().clamp_min(1e-12)
+        weights = model.aggregation_weights(probs, mask)[:, 0]
         rounds = [
             RoundResult(
                 anchor=m,

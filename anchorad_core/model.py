@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .backbones.base import BackboneOutput, ModalityBackbone, batch_to
-from .fusion.aggregation import aggregate
+from .fusion.aggregation import aggregate, round_confidences
 from .fusion.anchored_round import AnchoredRound, RoundOutput
 from .fusion.lora import LoraSettings, attach_lora
 from .fusion.qformer import AuxiliaryFeatures
@@ -39,7 +39,12 @@ class AnchorADModel(nn.Module):
         #: ``head`` mode): a bundle references them by hash instead of copying them.
         self.pretrained_frozen: set[str] = set()
         self.aggregation_rule = "mean"
+        #: Per-anchor weights of the ``validation`` rule, temperatures of the ``confidence``
+        #: rule, the ``stacking`` rule's logistic regression, and how the default rule was chosen.
         self.round_weights: dict[str, float] = {}
+        self.round_temperatures: dict[str, float] = {}
+        self.stacker: dict[str, Any] | None = None
+        self.aggregation_selection: dict[str, Any] = {}
         # peft wrappers of the backbones that are anchors (the LoRA layers live inside the
         # backbone modules; this dict only holds the switch). Not a ModuleDict on purpose.
         self._peft: dict[Modality, Any] = {}
@@ -131,11 +136,27 @@ class AnchorADModel(nn.Module):
         }
         return self.rounds[anchor.value](peft_model, batch_to(batch, self.device), aux, return_attention)
 
+    def aggregation_parameters(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`~anchorad_core.fusion.aggregation.aggregate` for this model's anchors."""
+        anchors = self.anchors()
+        stacker = None
+        if self.stacker is not None:
+            stacker = {"weights": [self.stacker["weights"].get(m.value, 0.0) for m in anchors],
+                       "bias": self.stacker["bias"]}
+        return {"round_weights": [self.round_weights.get(m.value, 1.0) for m in anchors],
+                "temperatures": [self.round_temperatures.get(m.value, 1.0) for m in anchors],
+                "stacker": stacker}
+
     def aggregate(self, probabilities: torch.Tensor, present: torch.Tensor, rule: str | None = None) -> torch.Tensor:
         """Aggregate ``(R, B, K)`` round probabilities over the model's anchors."""
-        rule = rule or self.aggregation_rule
-        weights = [self.round_weights.get(m.value, 1.0) for m in self.anchors()] if rule == "validation" else None
-        return aggregate(probabilities, present, rule, weights)
+        return aggregate(probabilities, present, rule or self.aggregation_rule, **self.aggregation_parameters())
+
+    def aggregation_weights(self, probabilities: torch.Tensor, present: torch.Tensor,
+                            rule: str | None = None) -> torch.Tensor:
+        """Normalised weight ``(R, B)`` of each round in the aggregate."""
+        weights = round_confidences(probabilities, present, rule or self.aggregation_rule,
+                                    **self.aggregation_parameters())
+        return weights / weights.sum(dim=0, keepdim=True).clamp_min(1e-12)
 
     def round_dtype(self, anchor: Modality) -> torch.dtype:
         """Floating dtype of ``anchor``'s round (its Q-former weights)."""

@@ -14,6 +14,7 @@ from .data import PreprocessConfig, Task, load_cohort
 from .data.cohort import Cohort, default_cache_dir
 from .device import resolve_device
 from .errors import InputDataError
+from .fusion.aggregation import RULES
 from .modality import Modality
 from .progress import SILENT, Progress
 from .training.config import TrainConfig
@@ -214,7 +215,9 @@ def evaluate_bundle(
     probs, present = anchored_probabilities(bundle.model, inputs, cache)
     for r, anchor in enumerate(bundle.model.anchors()):
         add(anchor.title, "anchor round", probs[r])
-    for rule in ("mean", "confidence", "validation"):
+    for rule in RULES:
+        if rule == "stacking" and bundle.model.stacker is None:
+            continue
         agg = bundle.model.aggregate(torch.as_tensor(np.nan_to_num(probs, nan=0.5)), torch.as_tensor(present), rule)
         add("All", f"anchored ({rule})", agg.numpy())
     return rows
@@ -282,7 +285,8 @@ def run_demo(
     rows, predictions, result = evaluate_split(config, labels, train, val, test, task_.name, 0, ablation, progress,
                                                resolve_device(device), features)
     seconds["train_and_evaluate"] = time.perf_counter() - start
-    evaluation = Evaluation(task_.name, labels, list(test.subject_ids), np.asarray(test.labels), 1, config.aggregation,
+    evaluation = Evaluation(task_.name, labels, list(test.subject_ids), np.asarray(test.labels), 1,
+                            "selected" if config.aggregation == "auto" else config.aggregation,
                             rows=rows, curves=[{"repeat": 0, "fold": 0,
                                                 "phase1": {m: h.to_dict() for m, h in result.phase1.items()},
                                                 "phase2": {m: h.to_dict() for m, h in result.phase2.items()}}])

@@ -36,3 +36,55 @@ def test_no_round_gives_uniform():
 def test_unknown_rule_is_a_clear_error():
     with pytest.raises(ConfigError, match="unknown aggregation rule"):
         aggregate(P, torch.ones(3, 1, dtype=torch.bool), "median")
+
+
+def test_unsure_rounds_fall_back_to_the_mean_not_to_one_round():
+    unsure = torch.tensor([[[0.49, 0.51]], [[0.52, 0.48]], [[0.50, 0.50]]])
+    present = torch.ones(3, 1, dtype=torch.bool)
+    from anchorad_core.fusion.aggregation import round_confidences
+
+    w = round_confidences(unsure, present, "confidence")[:, 0]
+    assert float(w.max() / w.sum()) < 0.4  # it was 1.00 with entropy weights alone
+    torch.testing.assert_close(aggregate(unsure, present, "confidence"), aggregate(unsure, present, "mean"),
+                               atol=2e-3, rtol=0)
+
+
+def test_empty_validation_split_gives_equal_weights_not_a_division():
+    assert validation_round_weights([float("nan"), 0.4]) == [0.5, 0.5]
+
+
+def test_temperature_fit_recovers_overconfidence():
+    import numpy as np
+
+    from anchorad_core.fusion.aggregation import fit_temperature
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    x = (2 * y - 1) * 1.0 + rng.normal(0, 1, 400)  # the calibrated logit is 2x
+    p1 = 1 / (1 + np.exp(-6.0 * x))  # three times too confident
+    t = fit_temperature(np.stack([1 - p1, p1], 1), y)
+    assert 2.4 < t < 3.6
+
+
+def test_stacking_learns_to_ignore_a_useless_round_and_selection_prefers_it():
+    import numpy as np
+
+    from anchorad_core.fusion.aggregation import fit_stacker, select_rule
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    good = 1 / (1 + np.exp(-((2 * y - 1) * 1.5 + rng.normal(0, 1, 200))))
+    noise = rng.uniform(0.01, 0.99, 200)  # a confident but useless round
+    probs = np.stack([np.stack([1 - good, good], 1), np.stack([1 - noise, noise], 1)])
+    present = np.ones((2, 200), dtype=bool)
+    stacker = fit_stacker(probs, present, y)
+    assert abs(stacker["weights"][0]) > 5 * abs(stacker["weights"][1])
+    rule, scores = select_rule(probs, present, y, [0.5, 0.5], [1.0, 1.0], stacker)
+    assert rule == "stacking" and scores["stacking"] < scores["mean"]
+    out = aggregate(torch.as_tensor(probs), torch.as_tensor(present), "stacking", stacker=stacker)
+    torch.testing.assert_close(out.sum(-1), torch.ones(200, dtype=out.dtype))
+
+
+def test_stacking_without_a_stacker_is_a_clear_error():
+    with pytest.raises(ConfigError, match="stacker"):
+        aggregate(P, torch.ones(3, 1, dtype=torch.bool), "stacking")

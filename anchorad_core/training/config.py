@@ -78,7 +78,8 @@ class TrainConfig:
     lora
         LoRA settings of the anchored rounds.
     aggregation
-        Default aggregation rule of the bundle.
+        Default aggregation rule of the bundle; ``auto`` (default) picks the rule with the
+        lowest validation log-loss (:func:`~anchorad_core.fusion.aggregation.select_rule`).
     val_fraction
         Fraction of the training subjects held out for early stopping and aggregation weights.
     seed
@@ -96,12 +97,12 @@ class TrainConfig:
     gated: bool = True
     pool_extra: bool = False
     lora: LoraSettings = field(default_factory=LoraSettings)
-    aggregation: str = "confidence"
+    aggregation: str = "auto"
     val_fraction: float = 0.2
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.aggregation not in RULES:
+        if self.aggregation not in RULES + ("auto",):
             raise ConfigError(f"unknown aggregation rule {self.aggregation!r}")
         if self.num_queries < 0:
             raise ConfigError("num_queries must be >= 0")

@@ -130,9 +130,13 @@ def evaluate_split(
     round_probs, present = anchored_probabilities(model, test, cache)
     for r, anchor in enumerate(model.anchors()):
         add(anchor.title, "anchor round", round_probs[r])
+    round_t, present_t = torch.as_tensor(np.nan_to_num(round_probs, nan=0.5)), torch.as_tensor(present)
     for rule in RULES:
-        agg = model.aggregate(torch.as_tensor(np.nan_to_num(round_probs, nan=0.5)), torch.as_tensor(present), rule)
-        add("All", f"anchored ({rule})", agg.numpy())
+        if rule == "stacking" and model.stacker is None:
+            continue
+        add("All", f"anchored ({rule})", model.aggregate(round_t, present_t, rule).numpy())
+    add("All", "anchored (selected)", model.aggregate(round_t, present_t).numpy())
+    rows[-1]["rule"] = model.aggregation_rule
 
     base = phase1_state(model)
     for n_q in ablation:
@@ -210,7 +214,7 @@ def cross_validate(
     training part only.
     """
     evaluation = Evaluation(task, list(labels), list(inputs.subject_ids), np.asarray(inputs.labels), repeats,
-                            config.aggregation)
+                            "selected" if config.aggregation == "auto" else config.aggregation)
     total = folds * repeats
     for repeat in range(repeats):
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed + repeat)

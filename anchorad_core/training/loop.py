@@ -63,7 +63,8 @@ def fit(
     train_step
         Returns the mean loss of the training subjects at the given indices.
     validate
-        Returns the validation loss (run under ``no_grad``).
+        Returns the validation loss (run under ``no_grad``); NaN when there is no validation
+        split, in which case every epoch counts as the best (the last one is kept).
     n_train
         Number of training subjects (indices ``0..n_train-1``).
     settings
@@ -138,7 +139,7 @@ def fit(
             val_loss = float(validate())
         history.train_loss.append(float(np.mean(losses)))
         history.val_loss.append(val_loss)
-        if val_loss < history.best_val_loss - 1e-4:
+        if math.isnan(val_loss) or val_loss < history.best_val_loss - 1e-4:  # NaN: no validation split
             history.best_val_loss, history.best_epoch = val_loss, epoch
             best_state, stale = _snapshot(modules), 0
         else:

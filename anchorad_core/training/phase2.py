@@ -37,9 +37,7 @@ def train_phase2(
     """
     train, val = train.with_modality(anchor), val.with_modality(anchor)
     torch.manual_seed(seed)
-    round_ = model.add_round(  # type: ignore[attr-defined]
-        anchor, config.num_queries, config.lora, num_heads=config.qformer_heads, depth=config.qformer_depth
-    )
+    round_ = model.add_round(anchor, config.num_queries, config.lora, **config.round_options())  # type: ignore[attr-defined]
     backbone = model.backbone(anchor)  # type: ignore[attr-defined]
     device = model.device  # type: ignore[attr-defined]
     y_train = torch.as_tensor(train.labels, device=device)
@@ -55,7 +53,7 @@ def train_phase2(
 
     def validate() -> float:
         if len(val) == 0:
-            return 0.0
+            return float("nan")  # no validation subjects: no early stopping, no validation weight
         total = 0.0
         for s in range(0, len(val), settings.batch_size):
             index = list(range(s, min(s + settings.batch_size, len(val))))
@@ -63,13 +61,19 @@ def train_phase2(
         return total / len(val)
 
     def train_mode() -> None:
-        backbone.eval()  # the anchor stays frozen (BatchNorm statistics included)
+        backbone.eval()  # the anchor stays frozen (BatchNorm statistics included) ...
+        for name, module in backbone.named_modules():
+            if name.endswith("lora_dropout") or ".lora_dropout." in name:
+                module.train()  # ... but LoRA's own dropout is active while training
         round_.train()
 
+    # With the gated injection the round starts as the phase-1 model (head warm start, gates
+    # at 0, LoRA's B at 0): keeping the start unless an epoch beats it on validation means
+    # phase 2 never ends worse on validation than phase 1.
     return fit(
         [round_, backbone], step, validate, len(train), settings, seed,
         stage=f"phase 2 · anchor {anchor.title}", progress=progress, train_mode=train_mode,
-        checkpoint=checkpoint, accelerator=accelerator,
+        checkpoint=checkpoint, accelerator=accelerator, keep_initial=config.gated and len(val) > 0,
     )
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..backbones.registry import build_backbone
-from ..fusion.aggregation import validation_round_weights
+from ..fusion.aggregation import fit_stacker, fit_temperature, select_rule, validation_round_weights
 from ..fusion.lora import base_state_dict
 from ..model import AnchorADModel
 from ..modality import Modality
@@ -20,7 +20,7 @@ from .inputs import CohortInputs
 from .loop import TrainHistory
 from .run_state import RunState
 from .phase1 import train_phase1
-from .phase2 import train_phase2
+from .phase2 import anchored_probabilities, train_phase2
 
 
 @dataclass
@@ -167,10 +167,43 @@ def run_phase2(
         result.seconds[f"phase2.{anchor.value}"] = time.perf_counter() - start
     weights = validation_round_weights([val_losses[m.value] for m in model.anchors()])
     model.round_weights = {m.value: w for m, w in zip(model.anchors(), weights)}
-    model.aggregation_rule = config.aggregation
+    fit_aggregation(model, config.aggregation, val, cache)
     model.requires_grad_(False)
     model.eval()
     return result
+
+
+def fit_aggregation(model: AnchorADModel, rule: str, val: CohortInputs, cache: FeatureCache) -> None:
+    """Fit the rounds' temperatures and the stacker on ``val`` and set the default rule.
+
+    ``rule="auto"`` takes the rule with the lowest validation log-loss; the choice and every
+    rule's score are kept in ``model.aggregation_selection`` (the bundle and the report say them).
+    """
+    anchors = model.anchors()
+    model.round_temperatures, model.stacker = {}, None
+    if len(val) == 0 or len(np.unique(val.labels)) < 2:
+        model.aggregation_rule = "mean" if rule == "auto" else rule
+        model.aggregation_selection = {"rule": model.aggregation_rule, "validation_log_loss": {},
+                                       "why": "no validation subjects of both classes: the paper's mean rule"
+                                       if rule == "auto" else "set in the training configuration"}
+        return
+    probs, present = anchored_probabilities(model, val, cache)
+    for r, anchor in enumerate(anchors):
+        model.round_temperatures[anchor.value] = fit_temperature(probs[r][present[r]], val.labels[present[r]])
+    stacker = fit_stacker(np.nan_to_num(probs, nan=0.5), present, val.labels)
+    if stacker is not None:
+        model.stacker = {"weights": {a.value: w for a, w in zip(anchors, stacker["weights"])}, "bias": stacker["bias"]}
+    params = model.aggregation_parameters()
+    best, scores = select_rule(probs, present, val.labels, params["round_weights"], params["temperatures"],
+                               params["stacker"])
+    if rule == "auto":
+        model.aggregation_rule = best
+        why = (f"lowest validation log-loss of the rules ({', '.join(f'{k} {v:.3f}' for k, v in scores.items())}; "
+               f"{len(val)} validation subjects)")
+    else:
+        model.aggregation_rule = rule
+        why = "set in the training configuration"
+    model.aggregation_selection = {"rule": model.aggregation_rule, "validation_log_loss": scores, "why": why}
 
 
 def train_anchorad(
