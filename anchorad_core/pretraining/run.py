@@ -45,7 +45,7 @@ class PretrainSettings:
 
     subjects: int = 360
     seed: int = PRETRAIN_SEED
-    smri_steps: int = 400
+    smri_steps: int = 700
     fmri_steps: int = 400
     dna_steps: int = 1500
 
