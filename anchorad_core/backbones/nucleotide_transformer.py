@@ -14,7 +14,9 @@ Checkpoints
   Whatever the code, the backbone checks at load time that its embedding path reproduces
   ``model(input_ids=...)`` (see below) and refuses the model otherwise.
 * **nt-demo**: a small ESM (hidden 64, 2 layers, 4 heads, NT v1 vocabulary, absolute
-  positions) built from an inline config, randomly initialised; the demo trains it.
+  positions; inline config ``NT_DEMO_ESM_CONFIG``) pretrained by masked 6-mer language
+  modelling (``anchorad pretrain``), shipped as a Hugging Face folder in
+  ``resources/pretrained/nt-demo``.
 
 A subject's sample and the chunking rule
 ----------------------------------------
@@ -634,14 +636,15 @@ register_preset(
     "nt-demo",
     {
         "family": "nucleotide-transformer",
-        "model_path": None,
-        "esm_config": NT_DEMO_ESM_CONFIG,
+        "model_path": "resource:pretrained/nt-demo",
+        "esm_config": None,
         "max_length": None,
         "max_chunks": 32,
         "dtype": "float32",
     },
-    "small Nucleotide Transformer (ESM, NT v1 6-mer vocabulary, hidden 64, 2 layers), randomly "
-    "initialised and trained at demo time (synthetic, not the published NT)",
+    "small Nucleotide Transformer (ESM, NT v1 6-mer vocabulary, hidden 64, 2 layers), pretrained by "
+    "masked 6-mer language modelling on an unlabeled synthetic cohort (`anchorad pretrain`; "
+    "resources/pretrained/PROVENANCE.json); not the published NT",
 )
 #: Published architecture of NT v1 500M (``config.json`` of
 #: ``InstaDeepAI/nucleotide-transformer-500m-human-ref``; ``-500m-1000g`` has the same). The preset

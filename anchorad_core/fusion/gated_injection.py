@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import math
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -94,20 +93,24 @@ def attend(
         raise RuntimeError(f"anchored pass has {len(state.gates)} attention gates but more attention layers ran")
     gate = torch.tanh(state.gates[state.calls]).to(query.dtype).reshape(1, -1, 1, 1)
     state.calls += 1
-    scale = query.shape[-1] ** -0.5 if scale is None else scale
-    scores = torch.matmul(query, key.transpose(-2, -1)) * scale
-    if mask is not None:
-        scores = scores.masked_fill(~mask, -math.inf) if mask.dtype == torch.bool else scores + mask
-    if causal and mask is None:
-        q, k = scores.shape[-2:]
-        scores = scores.masked_fill(torch.ones(q, k, dtype=torch.bool, device=scores.device).triu(k - q + 1),
-                                    -math.inf)
-    extra = state.is_extra.to(scores.device)[:, None, None, :]
-    own = torch.softmax(scores.masked_fill(extra, -math.inf), dim=-1).nan_to_num(0.0)
-    aux = torch.softmax(scores.masked_fill(~extra, -math.inf), dim=-1).nan_to_num(0.0)
-    if dropout > 0:
-        own, aux = F.dropout(own, dropout), F.dropout(aux, dropout)
-    return torch.matmul(own, value) + gate * torch.matmul(aux, value)
+    q_len, k_len = query.shape[-2], key.shape[-2]
+    allowed = torch.ones(1, 1, 1, k_len, dtype=torch.bool, device=query.device)
+    if mask is not None:  # boolean, or additive with large negatives where masked
+        allowed = mask if mask.dtype == torch.bool else mask > torch.finfo(mask.dtype).min / 2
+    if causal:
+        allowed = allowed & torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril(k_len - q_len)
+    extra = state.is_extra.to(query.device)[:, None, None, :]
+    own_keys, aux_keys = allowed & ~extra, allowed & extra
+    # A query with no allowed appended key (every auxiliary block of the subject missing)
+    # attends to its own keys in the second call instead, and that contribution is dropped:
+    # finite values and gradients, no NaN from an all-masked softmax.
+    # The same for a query with no own key (an appended prefix token of a causal decoder).
+    has_aux, has_own = aux_keys.any(dim=-1, keepdim=True), own_keys.any(dim=-1, keepdim=True)
+    aux_keys = torch.where(has_aux, aux_keys, own_keys)
+    own_keys = torch.where(has_own, own_keys, aux_keys)
+    own = F.scaled_dot_product_attention(query, key, value, attn_mask=own_keys, dropout_p=dropout, scale=scale)
+    aux = F.scaled_dot_product_attention(query, key, value, attn_mask=aux_keys, dropout_p=dropout, scale=scale)
+    return own * has_own.to(own.dtype) + gate * aux * has_aux.to(aux.dtype)
 
 
 def new_gates(heads: Sequence[int]) -> nn.ParameterList:

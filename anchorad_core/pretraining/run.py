@@ -111,7 +111,10 @@ def pretrain_demo_backbones(out: "str | Path", settings: PretrainSettings | None
                                        seed=settings.seed + 1, progress=progress)
         files["fmri"] = _save_state(fmri, out / "brainjepa_demo.safetensors")
     if "genetics" in modalities:
-        dna = backbones["genetics"] = build_backbone({"preset": demo.backbones["genetics"], "model_path": None})
+        from ..backbones.nucleotide_transformer import NT_DEMO_ESM_CONFIG
+
+        dna = backbones["genetics"] = build_backbone({"preset": demo.backbones["genetics"], "model_path": None,
+                                                      "esm_config": NT_DEMO_ESM_CONFIG})
         curves["genetics"] = pretrain_masked_dna(dna, sequences, steps=settings.dna_steps,
                                                  seed=settings.seed + 2, progress=progress)
         folder = out / "nt-demo"
