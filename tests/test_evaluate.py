@@ -98,3 +98,39 @@ def test_clinical_features_read_both_note_styles():
     free = ("70-year-old man with 12 years of education seen in the memory clinic. The spouse reports that "
             "the patient misplaces objects, repeats questions, missed appointments. MMSE today 26/30.")
     np.testing.assert_allclose(clinical_features(free), [26, np.nan, 3, 70, 12])
+
+
+def test_cross_fitted_features_of_a_training_subject_come_from_a_model_without_it(monkeypatch):
+    from anchorad_core.training import cross_fitting
+    from anchorad_core.training.evaluate import split_train_val
+    from anchorad_core.training.trainer import train_anchorad
+
+    inputs = toy_inputs(16)
+    train, val = split_train_val(inputs, 0.25, seed=0)
+    config = toy_config()
+    fitted_on: list[set] = []
+    real = cross_fitting.train_phase1
+
+    def spy(model, modality, fit, val_, settings, seed, *a, **kw):
+        fitted_on.append(set(fit.subject_ids))
+        return real(model, modality, fit, val_, settings, seed, *a, **kw)
+
+    monkeypatch.setattr(cross_fitting, "train_phase1", spy)
+    result = train_anchorad(config, ["NC", "AD"], train, val, extra_cache_inputs=inputs)
+    assert set(result.cross_fitted) == set(Modality)  # toy phase 1 fine-tunes every backbone
+    assert all(not s & set(val.subject_ids) for s in fitted_on)
+    final = result.model.backbone(Modality.SMRI)
+    for sid in train.subject_ids[:3]:
+        assert any(sid not in s for s in fitted_on[:len(fitted_on) // 4])
+        i = inputs.subject_ids.index(sid)
+        batch = final.collate([inputs.samples[Modality.SMRI][i]])
+        import torch
+
+        with torch.no_grad():
+            own = result.model.encode(Modality.SMRI, batch).pooled[0]
+        assert not torch.allclose(own, result.cache.pooled[Modality.SMRI][sid])
+    for sid in val.subject_ids:  # held-out subjects keep the final model's features
+        i = inputs.subject_ids.index(sid)
+        with torch.no_grad():
+            own = result.model.encode(Modality.SMRI, final.collate([inputs.samples[Modality.SMRI][i]])).pooled[0]
+        torch.testing.assert_close(own, result.cache.pooled[Modality.SMRI][sid])

@@ -75,6 +75,10 @@ class TrainConfig:
         anchor is unchanged at initialisation); ``False`` injects it at full strength.
     pool_extra
         Pool each anchored pass over ``H_a`` too (default: the anchor's own tokens only).
+    cross_fit_folds
+        Folds of the cross-fitting of the auxiliary features of training subjects for
+        modalities whose phase 1 changes the backbone (:mod:`.cross_fitting`); ``0`` turns
+        it off (in-sample features, leaky: an ablation).
     lora
         LoRA settings of the anchored rounds.
     aggregation
@@ -96,6 +100,7 @@ class TrainConfig:
     qformer_width: int = 256
     gated: bool = True
     pool_extra: bool = False
+    cross_fit_folds: int = 5
     lora: LoraSettings = field(default_factory=LoraSettings)
     aggregation: str = "auto"
     val_fraction: float = 0.2
@@ -167,7 +172,7 @@ class TrainConfig:
             preprocess=PreprocessConfig().to_dict(),
             phase1={m: stage(1, mode="head") for m in ("smri", "fmri", "clinical", "genetics")},
             phase2={
-                m: stage(10, lr=1e-3, batch_size=8, weight_decay=0.01)
+                m: stage(12, lr=5e-4, batch_size=8, weight_decay=0.05)
                 for m in ("smri", "fmri", "clinical", "genetics")
             },
             num_queries=8,

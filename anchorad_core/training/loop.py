@@ -52,6 +52,7 @@ def fit(
     checkpoint: "Path | None" = None,
     accelerator: Any = None,
     keep_initial: bool = False,
+    lr_multipliers: "dict[int, float] | None" = None,
 ) -> TrainHistory:
     """Train the parameters of ``modules`` that require grad, keeping the best validation epoch.
 
@@ -79,6 +80,9 @@ def fit(
         An ``accelerate.Accelerator`` for data-parallel training: each process takes its
         share of every batch and gradients are summed across processes, which reproduces
         the single-process full-batch gradient (BatchNorm statistics aside).
+    lr_multipliers
+        ``id(parameter) -> factor`` of the learning rate (e.g. the injection gates, which must
+        open within a few dozen steps; no weight decay on them).
     keep_initial
         Validate the starting weights first and keep them unless an epoch beats them
         (fine-tuning from a fitted probe, or a zero-gated anchored round, never ends worse
@@ -86,7 +90,14 @@ def fit(
     """
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
     params = list({id(p): p for p in params}.values())
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    multipliers = lr_multipliers or {}
+    plain = [p for p in params if id(p) not in multipliers]
+    groups: list[dict[str, Any]] = [{"params": plain}] if plain else []
+    for factor in sorted(set(multipliers.values())):
+        chosen = [p for p in params if multipliers.get(id(p)) == factor]
+        if chosen:
+            groups.append({"params": chosen, "lr": settings.lr * factor, "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     to_train = train_mode or (lambda: [m.train() for m in modules])
     to_eval = eval_mode or (lambda: [m.eval() for m in modules])
     rank = accelerator.process_index if accelerator is not None else 0

@@ -16,6 +16,12 @@ from .inputs import CohortInputs
 from .loop import TrainHistory, fit
 
 
+#: Learning-rate factor of the zero-initialised injection gates: Adam moves a parameter by
+#: about ``lr`` per step, so at the rounds' 1e-3 a gate would stay below 0.1 for a demo-sized
+#: run and the Q-former (whose gradient is scaled by the gate) would barely train.
+GATE_LR_FACTOR = 10.0
+
+
 def train_phase2(
     model: "object",
     anchor: Modality,
@@ -74,6 +80,7 @@ def train_phase2(
         [round_, backbone], step, validate, len(train), settings, seed,
         stage=f"phase 2 · anchor {anchor.title}", progress=progress, train_mode=train_mode,
         checkpoint=checkpoint, accelerator=accelerator, keep_initial=config.gated and len(val) > 0,
+        lr_multipliers={id(g): GATE_LR_FACTOR for g in (round_.gates or [])},
     )
 
 

@@ -15,6 +15,7 @@ from ..model import AnchorADModel
 from ..modality import Modality
 from ..progress import SILENT, Progress
 from .config import TrainConfig
+from .cross_fitting import cross_fit_cache
 from .features import FeatureCache
 from .inputs import CohortInputs
 from .loop import TrainHistory
@@ -32,6 +33,8 @@ class TrainingResult:
     phase2: dict[str, TrainHistory] = field(default_factory=dict)
     cache: FeatureCache | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Modalities whose training-subject features were cross-fitted.
+    cross_fitted: list[Modality] = field(default_factory=list)
 
 
 def seed_everything(seed: int) -> None:
@@ -229,6 +232,11 @@ def train_anchorad(
     everyone = _concat(train, val, extra_cache_inputs)
     result.cache = FeatureCache.compute(result.model, everyone, progress=progress)
     result.seconds["feature_cache"] = time.perf_counter() - start
+    if config.cross_fit_folds >= 2:
+        start = time.perf_counter()
+        result.cross_fitted = cross_fit_cache(result.cache, config, labels, train, val, config.cross_fit_folds,
+                                              progress, device)
+        result.seconds["cross_fitting"] = time.perf_counter() - start
     return run_phase2(result, config, train, val, result.cache, progress, run, accelerator)
 
 
