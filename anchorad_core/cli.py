@@ -103,7 +103,9 @@ def _train(args: argparse.Namespace, progress: Progress) -> int:
 
 def _evaluate(args: argparse.Namespace, progress: Progress) -> int:
     from .io_utils import json_safe
-    from .training.evaluate import paired_tests, pooled_summary, pooled_table, results_table, summarise_rows, write_results
+    from .training.evaluate import (
+        paired_tests, parse_variant, pooled_summary, pooled_table, results_table, summarise_rows, write_results,
+    )
     from .workflows import evaluate_bundle, evaluate_cohort
 
     tasks = [t for t in args.task.split(",") if t]
@@ -120,7 +122,9 @@ def _evaluate(args: argparse.Namespace, progress: Progress) -> int:
         print(json.dumps(json_safe({"folds": rows, "summary": summary}), indent=2) if args.json
               else results_table(summary))
         return 0
-    ablation = [int(x) for x in args.ablation.split(",") if x != ""] if args.ablation else []
+    ablation = [x.strip() for x in args.ablation.split(",") if x.strip()] if args.ablation else []
+    for variant in ablation:
+        parse_variant(variant)  # a bad name fails before any training
     evaluations = evaluate_cohort(args.cohort, tasks, _config(args), args.folds, ablation, progress, args.device,
                                   repeats=args.repeats)
     summary = [r for e in evaluations for r in pooled_summary(e)]
@@ -424,7 +428,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", help="score this trained bundle instead of cross-validating")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=1, help="repeated stratified CV: reshuffle and rerun this many times")
-    p.add_argument("--ablation", default="0,4,16", help="query counts of the N_q ablation ('' to skip)")
+    p.add_argument("--ablation", default="",
+                   help="phase-2 ablations, comma-separated: nq=K, width=W, no-gate, pool-extra, in-sample "
+                        "(e.g. nq=0,nq=16,no-gate,pool-extra,width=128,in-sample; each retrains phase 2 per fold)")
     p.add_argument("--out", help="folder for results.json and results.csv")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     training(p)

@@ -165,7 +165,7 @@ def evaluate_cohort(
     tasks: Sequence[str],
     config: TrainConfig,
     folds: int = 5,
-    ablation: Sequence[int] = (0, 4, 16),
+    ablation: "Sequence[str | int]" = (),
     progress: Progress = SILENT,
     device: str = "auto",
     repeats: int = 1,

@@ -43,8 +43,11 @@ def spied_cv():
     mp.setattr(ClassicalBaseline, "fit", fit_spy)
     mp.setattr(evaluate_module, "train_output_fusion", fusion_spy)
     inputs = toy_inputs(16, drop={"fmri": [3]})
+    config = toy_config()
+    config.cross_fit_folds = 2
     try:
-        evaluation = cross_validate(toy_config(), inputs, ["NC", "AD"], "NC-AD", folds=2, ablation=(0,),
+        evaluation = cross_validate(config, inputs, ["NC", "AD"], "NC-AD", folds=2,
+                                    ablation=("nq=0", "no-gate", "pool-extra", "width=16", "in-sample"),
                                     repeats=2, features=_features(inputs))
     finally:
         mp.undo()
@@ -79,6 +82,9 @@ def test_pooled_summary_and_paired_tests(spied_cv, tmp_path):
         row = summary[key]
         assert 0 <= row["auc_low"] <= row["auc"] <= row["auc_high"] <= 1
         assert row["folds"] == 4
+    for label in ("N_q=0", "without the gate (H_a at full strength)", "pooled over H_a too", "Q-former width 16",
+                  "with in-sample phase-1 features"):
+        assert ("All", f"anchored {label}") in summary
     tests = {t["b"] for t in paired_tests(evaluation)}
     assert tests == {"best uni-modal (" + max(
         (k for k in summary if k[1] == "uni-modal"), key=lambda k: summary[k]["auc"])[0] + ")",

@@ -8,7 +8,9 @@ Every method is scored on the same held-out subjects of each fold:
 - ``late fusion`` (mean of the uni-modal probabilities of the present modalities);
 - the output-level fusions ``concat``, ``linear fusion``, ``self-attention fusion``;
 - ``anchored (<rule>)`` for every aggregation rule;
-- the query-count ablation ``anchored N_q=<k>`` (phase 2 retrained on the same phase-1 models).
+- ablations (phase 2 retrained on the same phase-1 models): ``N_q``, the Q-former width,
+  the gate, pooling over ``H_a``, in-sample instead of cross-fitted features
+  (:func:`parse_variant`).
 
 :func:`cross_validate` runs repeated stratified k-fold CV and keeps every method's
 out-of-fold probabilities; :func:`pooled_summary` turns them into one pooled AUC per method
@@ -38,6 +40,7 @@ from .classical import ClassicalBaseline, SummaryFeatures
 from .config import TrainConfig
 from .inputs import CohortInputs
 from .metrics import METRICS, binary_metrics, summarise
+from .features import FeatureCache
 from .output_fusion_training import output_fusion_probabilities, train_output_fusion
 from .phase2 import anchored_probabilities
 from .statistics import auc_with_ci, paired_delong
@@ -91,7 +94,7 @@ def evaluate_split(
     test: CohortInputs,
     task: str,
     fold: int = 0,
-    ablation: Sequence[int] = (0, 4, 16),
+    ablation: "Sequence[str | int]" = (),
     progress: Progress = SILENT,
     device: "torch.device | str" = "cpu",
     features: "SummaryFeatures | None" = None,
@@ -139,20 +142,48 @@ def evaluate_split(
     rows[-1]["rule"] = model.aggregation_rule
 
     base = phase1_state(model)
-    for n_q in ablation:
-        if n_q == config.num_queries:
-            agg = model.aggregate(torch.as_tensor(np.nan_to_num(round_probs, nan=0.5)), torch.as_tensor(present))
-            add("All", f"anchored N_q={n_q}", agg.numpy())
+    for variant in ablation:
+        name, changes = parse_variant(variant)
+        if all(getattr(config, k) == v for k, v in changes.items()):
+            add("All", f"anchored {name}", model.aggregate(round_t, present_t).numpy())
             continue
-        variant = copy.deepcopy(config)
-        variant.num_queries = n_q
-        clone = build_model(variant, labels, load_weights=False, device=device)
+        varied = copy.deepcopy(config)
+        for key, value in changes.items():
+            setattr(varied, key, value)
+        clone = build_model(varied, labels, load_weights=False, device=device)
         load_phase1_state(clone, base)
-        clone_result = run_phase2(TrainingResult(clone), variant, train, val, cache, progress)
-        probs, pres = anchored_probabilities(clone_result.model, test, cache)
+        variant_cache = cache
+        if varied.cross_fit_folds < 2 <= config.cross_fit_folds and result.cross_fitted:
+            variant_cache = FeatureCache.compute(model, CohortInputs.concat(train, val, test), progress=progress)
+        run_phase2(TrainingResult(clone), varied, train, val, variant_cache, progress)
+        probs, pres = anchored_probabilities(clone, test, variant_cache)
         agg = clone.aggregate(torch.as_tensor(np.nan_to_num(probs, nan=0.5)), torch.as_tensor(pres))
-        add("All", f"anchored N_q={n_q}", agg.numpy())
+        add("All", f"anchored {name}", agg.numpy())
     return rows, predictions, result
+
+
+#: Ablation variants: name -> (row label, config changes). ``nq=K`` and ``width=W`` take a number.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "no-gate": ("without the gate (H_a at full strength)", {"gated": False}),
+    "pool-extra": ("pooled over H_a too", {"pool_extra": True}),
+    "in-sample": ("with in-sample phase-1 features", {"cross_fit_folds": 0}),
+}
+
+
+def parse_variant(variant: "str | int") -> tuple[str, dict[str, Any]]:
+    """``4`` / ``"nq=4"`` / ``"width=128"`` / a :data:`VARIANTS` name -> (row label, config changes)."""
+    from ..errors import ConfigError
+
+    text = str(variant).strip()
+    if text.isdigit() or text.startswith("nq="):
+        k = int(text.split("=")[-1])
+        return f"N_q={k}", {"num_queries": k}
+    if text.startswith("width="):
+        w = int(text.split("=")[1])
+        return f"Q-former width {w}", {"qformer_width": w}
+    if text in VARIANTS:
+        return VARIANTS[text]
+    raise ConfigError(f"unknown ablation variant {text!r}; use nq=K, width=W or one of {', '.join(VARIANTS)}")
 
 
 @dataclass
@@ -201,7 +232,7 @@ def cross_validate(
     labels: Sequence[str],
     task: str,
     folds: int = 5,
-    ablation: Sequence[int] = (0, 4, 16),
+    ablation: "Sequence[str | int]" = (),
     progress: Progress = SILENT,
     device: "torch.device | str" = "cpu",
     repeats: int = 1,

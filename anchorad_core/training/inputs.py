@@ -62,3 +62,23 @@ class CohortInputs:
             list(self.subject_ids), self.labels.copy(),
             {m: (list(v) if m in keep else [None] * len(v)) for m, v in self.samples.items()},
         )
+
+    @classmethod
+    def concat(cls, *parts: "CohortInputs | None") -> "CohortInputs":
+        """The subjects of ``parts`` in order, each subject once (``None`` parts are skipped)."""
+        present = [p for p in parts if p is not None]
+        ids: list[str] = []
+        labels: list[int] = []
+        samples: dict[Modality, list[Any]] = {m: [] for m in present[0].samples}
+        seen: set[str] = set()
+        for part in present:
+            for i, sid in enumerate(part.subject_ids):
+                if sid in seen:
+                    continue
+                seen.add(sid)
+                ids.append(sid)
+                labels.append(int(part.labels[i]))
+                for m in samples:
+                    samples[m].append(part.samples[m][i])
+        return cls(ids, np.asarray(labels, dtype=np.int64), samples)
+

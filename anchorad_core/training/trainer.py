@@ -229,7 +229,7 @@ def train_anchorad(
 
     result = run_phase1(config, labels, train, val, progress, device, run, accelerator)
     start = time.perf_counter()
-    everyone = _concat(train, val, extra_cache_inputs)
+    everyone = CohortInputs.concat(train, val, extra_cache_inputs)
     result.cache = FeatureCache.compute(result.model, everyone, progress=progress)
     result.seconds["feature_cache"] = time.perf_counter() - start
     if config.cross_fit_folds >= 2:
@@ -246,21 +246,3 @@ def _loads_pretrained(spec: Any) -> bool:
 
     config = resolve_config(spec)
     return bool(config.get("model_path") or config.get("checkpoint"))
-
-
-def _concat(*parts: "CohortInputs | None") -> CohortInputs:
-    parts = [p for p in parts if p is not None]
-    ids: list[str] = []
-    labels: list[Any] = []
-    samples: dict[Modality, list[Any]] = {m: [] for m in parts[0].samples}
-    seen = set()
-    for p in parts:
-        for i, sid in enumerate(p.subject_ids):
-            if sid in seen:
-                continue
-            seen.add(sid)
-            ids.append(sid)
-            labels.append(int(p.labels[i]))
-            for m in samples:
-                samples[m].append(p.samples[m][i])
-    return CohortInputs(ids, np.asarray(labels, dtype=np.int64), samples)
