@@ -68,3 +68,30 @@ def test_zero_queries_gives_empty_h_a():
     q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, out_width=16, width=8, num_queries=0)
     out = q(_aux(), batch_size=3)
     assert out.tokens.shape == (3, 0, 16) and out.mask.shape == (3, 0)
+
+
+def test_paper_size_llama_round_trains_a_q_former_under_30m_parameters():
+    """LLaMA-2-13B anchor, UniFormer-S / Brain-JEPA ViT-B / NT-500M auxiliaries, N_q = 16, width 256.
+
+    Counted on the meta device (nothing allocated), widths read from the presets.
+    """
+    from anchorad_core.backbones.registry import resolve_config
+    from anchorad_core.fusion.anchored_round import AnchoredRound
+    from anchorad_core.training.config import TrainConfig
+
+    smri = resolve_config("brainmvp-uniformer-s")["embed_dim"][-1]
+    fmri = resolve_config("brainjepa-vit-b")["embed_dim"]
+    dna = resolve_config("nt-v1-500m-human-ref")["reference_architecture"]["hidden_size"]
+    llama = resolve_config("llama-2-13b")["reference_architecture"]
+    width = llama["hidden_size"]
+    options = TrainConfig().round_options()
+    with torch.device("meta"):
+        round_ = AnchoredRound(Modality.CLINICAL, {Modality.SMRI: smri, Modality.FMRI: fmri, Modality.GENETICS: dna},
+                               width, width, num_queries=16, num_heads=8, depth=options["depth"],
+                               qformer_width=options["qformer_width"],
+                               attention_heads=[llama["num_attention_heads"]] * llama["num_hidden_layers"])
+    qformer = sum(p.numel() for p in round_.qformer.parameters())
+    assert qformer <= 30_000_000, qformer
+    # its parts: input projections to 256, queries, one layer per block, the 256 -> 5120 projection
+    projections = sum(w * 256 + 256 for w in (smri, fmri, dna)) + 256 * width + width
+    assert projections < qformer < projections + 4 * 1_000_000
