@@ -66,6 +66,8 @@ class Diagnosis:
     modalities_used: list[str]
     modalities_missing: list[str]
     timings: dict[str, float] = field(default_factory=dict)
+    #: Why the bundle aggregates with ``rule`` (e.g. its validation log-loss against the others).
+    rule_reason: str = ""
     bundle: dict[str, Any] = field(default_factory=dict)
     features: dict[Modality, Any] = field(default_factory=dict, repr=False)
 
@@ -90,6 +92,7 @@ class Diagnosis:
                 "probabilities": self.aggregate_probabilities,
                 "confidence": self.confidence,
                 "rule": self.rule,
+                "rule_reason": self.rule_reason,
             },
             "modalities_used": self.modalities_used,
             "modalities_missing": self.modalities_missing,
@@ -208,6 +211,7 @@ class DiagnosisPipeline:
             rounds=rounds,
             aggregate_probabilities=_named(aggregated, model.labels),
             rule=model.aggregation_rule,
+            rule_reason=str(model.aggregation_selection.get("why", "")),
             modalities_used=[m.value for m in present],
             modalities_missing=[m.value for m in missing],
             timings=timings,

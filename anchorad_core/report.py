@@ -259,7 +259,8 @@ class _Context:
         fig.text(0.20, y - 0.003, f"aggregate probability {d.confidence:.3f}   ·   "
                  + "   ".join(f"p({k}) = {v:.3f}" for k, v in d.aggregate_probabilities.items()), va="top")
         y -= 0.032
-        for line in textwrap.wrap(f"Aggregation rule: {_rule_text(d.rule)}", 120):
+        reason = f" Chosen: {d.rule_reason}." if getattr(d, "rule_reason", "") else ""
+        for line in textwrap.wrap(f"Aggregation rule: {_rule_text(d.rule)}{reason}", 120):
             fig.text(0.08, y, line, va="top", fontsize=7.5)
             y -= 0.015
         # table
@@ -732,8 +733,10 @@ def _roi_short(name: str) -> str:
 def _rule_text(rule: str) -> str:
     texts = {
         "mean": "mean of the rounds' probabilities (late-fusion baseline).",
-        "confidence": "confidence-weighted mean: each round weighted by its confidence (1 − normalised entropy).",
+        "confidence": "confidence-weighted mean: each round weighted by its confidence (1 − normalised entropy) "
+                      "after temperature scaling on the validation split, plus 0.05.",
         "entropy": "uncertainty-weighted mean: rounds weighted by inverse predictive entropy.",
-        "validation": "mean weighted by each round's validation performance.",
+        "validation": "mean weighted by each round's validation performance (inverse validation log-loss).",
+        "stacking": "logistic regression on the rounds' logits, fitted on the validation split.",
     }
     return texts.get(str(rule), f"rule '{rule}' (weights in the table).")
