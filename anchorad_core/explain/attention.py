@@ -15,6 +15,15 @@ queries, and maps the per-key mean back to the input:
 * cross block -> the share of attention on each auxiliary modality's block (sum over its queries).
 
 Blocks of missing auxiliary modalities are masked in the model and get no map here.
+
+**How far from uniform.** Every block also carries how far its mean attention is from the
+uniform distribution over its ``n`` valid keys (:func:`uniformity`): the normalised entropy
+``H / log(n)`` (1 = uniform) and the max / uniform ratio ``max(weight) * n`` (1 = uniform).
+A map is **near uniform** when its normalised entropy is at least
+:data:`NEAR_UNIFORM_ENTROPY` (0.98) *and* no key gets :data:`NEAR_UNIFORM_MAX_RATIO` (2) times
+its uniform share or more: then no region stands out, and the GUI, the report and the JSON say
+so instead of listing "top" regions. :func:`relative_map` gives the map as weight / uniform
+(1 = uniform), the scale the GUI and the report colour attention maps on.
 """
 from __future__ import annotations
 
@@ -25,12 +34,103 @@ import numpy as np
 import torch
 
 from ..modality import Modality
-from .maps import ModalityMap, base_map, roi_map_from_tokens, volume_from_tokens, word_map
+from .maps import BaseMap, ModalityMap, RoiMap, VolumeMap, WordMap, base_map, roi_map_from_tokens, volume_from_tokens, word_map
 
-__all__ = ["BlockAttention", "round_attention", "check_rows_sum_to_one", "map_token_scores"]
+__all__ = [
+    "BlockAttention",
+    "Uniformity",
+    "round_attention",
+    "check_rows_sum_to_one",
+    "map_token_scores",
+    "uniformity",
+    "relative_map",
+    "NEAR_UNIFORM_ENTROPY",
+    "NEAR_UNIFORM_MAX_RATIO",
+]
 
 #: Tolerance of the "rows sum to 1" check (float32 softmax).
 ROW_SUM_TOL = 1e-3
+
+#: A map whose normalised entropy is at least this (and whose max / uniform ratio is below
+#: :data:`NEAR_UNIFORM_MAX_RATIO`) is "near uniform": no region stands out. 0.98 is 2 % of the
+#: entropy of the uniform distribution (the issue's fMRI maps measured 0.97-0.999).
+NEAR_UNIFORM_ENTROPY = 0.98
+
+#: ... and no key at or above this multiple of the uniform weight (one key at twice its share
+#: among thousands barely moves the entropy, but it does stand out).
+NEAR_UNIFORM_MAX_RATIO = 2.0
+
+
+@dataclass(frozen=True)
+class Uniformity:
+    """How far one attention distribution is from uniform over its valid keys.
+
+    Attributes
+    ----------
+    n_keys : int
+        Number of valid keys ``n``.
+    entropy : float
+        Normalised entropy ``H / log(n)`` (1 = uniform; 1.0 when ``n == 1``).
+    max_ratio : float
+        ``max(weight) * n``: the largest weight over the uniform weight ``1 / n``.
+    min_ratio : float
+        ``min(weight) * n``.
+    near_uniform : bool
+        ``entropy >= NEAR_UNIFORM_ENTROPY and max_ratio < NEAR_UNIFORM_MAX_RATIO``.
+    """
+
+    n_keys: int
+    entropy: float
+    max_ratio: float
+    min_ratio: float
+    near_uniform: bool
+
+    @property
+    def uniform(self) -> float:
+        """The uniform weight ``1 / n``."""
+        return 1.0 / max(self.n_keys, 1)
+
+    def figures(self) -> str:
+        """``"normalised entropy 0.993, max/uniform 1.21x over 512 keys"``."""
+        return (f"normalised entropy {self.entropy:.3f}, max/uniform {self.max_ratio:.2f}x "
+                f"over {self.n_keys} keys")
+
+    def verdict(self) -> str:
+        """What a reader should conclude: near uniform (no region stands out) or not."""
+        if self.near_uniform:
+            return f"near uniform (normalised entropy {self.entropy:.3f}): no region stands out"
+        return (f"not uniform (normalised entropy {self.entropy:.3f}, max/uniform {self.max_ratio:.2f}x; "
+                f"near-uniform margin: entropy >= {NEAR_UNIFORM_ENTROPY} and max/uniform < "
+                f"{NEAR_UNIFORM_MAX_RATIO:g})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_valid_keys": self.n_keys, "normalised_entropy": self.entropy, "max_over_uniform": self.max_ratio,
+            "min_over_uniform": self.min_ratio, "uniform_weight": self.uniform, "near_uniform": self.near_uniform,
+            "margin": f"normalised entropy >= {NEAR_UNIFORM_ENTROPY} and max/uniform < {NEAR_UNIFORM_MAX_RATIO:g}",
+        }
+
+
+def uniformity(weights: Any, key_mask: Any = None) -> Uniformity:
+    """:class:`Uniformity` of one attention distribution over its valid keys.
+
+    ``weights`` (keys,) is renormalised over the valid keys (it sums to 1 there already, up to
+    rounding); masked keys are ignored.
+    """
+    w = np.asarray(weights, dtype=np.float64).reshape(-1)
+    mask = np.ones(w.shape, bool) if key_mask is None else np.asarray(key_mask, bool).reshape(-1)
+    v = np.clip(w[mask], 0.0, None)
+    n = int(v.size)
+    if n == 0 or v.sum() <= 0:
+        return Uniformity(n, float("nan"), float("nan"), float("nan"), False)
+    p = v / v.sum()
+    if n == 1:
+        return Uniformity(1, 1.0, 1.0, 1.0, True)
+    nz = p[p > 0]
+    entropy = float(-(nz * np.log(nz)).sum() / np.log(n))
+    max_ratio, min_ratio = float(p.max() * n), float(p.min() * n)
+    near = entropy >= NEAR_UNIFORM_ENTROPY and max_ratio < NEAR_UNIFORM_MAX_RATIO
+    return Uniformity(n, entropy, max_ratio, min_ratio, bool(near))
 
 
 @dataclass
@@ -54,6 +154,8 @@ class BlockAttention:
         over that block's ``N_q`` keys); missing blocks get 0.
     query_shares : ndarray (N_q, |M'|) or None
         Cross block only: the same per query.
+    uniformity : Uniformity
+        How far ``mean`` is from uniform over the valid keys (computed when not given).
     """
 
     block: str
@@ -63,6 +165,16 @@ class BlockAttention:
     map: ModalityMap | None = None
     shares: dict[str, float] = field(default_factory=dict)
     query_shares: np.ndarray | None = None
+    uniformity: Uniformity | None = None
+
+    def __post_init__(self) -> None:
+        if self.uniformity is None:
+            self.uniformity = uniformity(self.mean, self.key_mask)
+
+    @property
+    def near_uniform(self) -> bool:
+        """Whether the mean map is within the near-uniform margin (see :class:`Uniformity`)."""
+        return bool(self.uniformity is not None and self.uniformity.near_uniform)
 
 
 def check_rows_sum_to_one(weights: torch.Tensor, key_mask: torch.Tensor, tol: float = ROW_SUM_TOL) -> None:
@@ -173,3 +285,34 @@ def round_attention(
         shares = {m.value: float(mean[i * nq:(i + 1) * nq].sum()) for i, m in enumerate(aux_order)}
         out["cross"] = BlockAttention("cross", per_query, mean, mask.numpy(), None, shares, query_shares)
     return out
+
+
+def relative_map(block: BlockAttention) -> "ModalityMap | None":
+    """``block.map`` as weight / uniform weight (1 = what a uniform distribution gives).
+
+    Per display unit: an sMRI voxel carries its token's ratio; an fMRI ROI the mean ratio of
+    its time-patch tokens (``roi_time`` per token); a word the mean ratio of its tokens (0 for a
+    word past truncation); a DNA base (and k-mer) its token's ratio. ``None`` for the cross block.
+    """
+    import dataclasses
+
+    mp = block.map
+    u = block.uniformity
+    if mp is None or u is None or not u.n_keys:
+        return None
+    n = float(u.n_keys)
+    if isinstance(mp, VolumeMap):
+        return dataclasses.replace(mp, data=(mp.data * n).astype(np.float32),
+                                   cube=None if mp.cube is None else (mp.cube * n).astype(np.float32))
+    if isinstance(mp, RoiMap):
+        roi_time = np.asarray(mp.roi_time, float) * n
+        return RoiMap(roi_time.mean(axis=1), roi_time, mp.atlas)
+    if isinstance(mp, WordMap):
+        words = [dataclasses.replace(w, score=(w.score * n / w.n_tokens) if w.n_tokens else 0.0) for w in mp.words]
+        return WordMap(mp.note, words, mp.special * n)
+    kmers = [dataclasses.replace(k, score=k.score * n) for k in mp.kmers]
+    tracks = [np.zeros(len(t), dtype=np.float64) for t in mp.tracks]
+    for k in kmers:
+        if 0 <= k.sequence < len(tracks):
+            tracks[k.sequence][k.start:k.end] = k.score
+    return BaseMap(tracks, kmers, mp.special * n)

@@ -19,6 +19,21 @@ on a straight path from an all-baseline subject to the real one (so the converge
   baseline = the same token ids with every non-special token replaced by the pad token;
   attributions are summed over the embedding dimension to one score per token.
 
+**Convergence.** IG is a path integral approximated by quadrature; too few steps give maps
+that do not add up (on the demo bundle, 8 steps left a delta of +0.13 against a total of -0.24
+to explain, and one modality's bar changed sign). So by default the steps are chosen
+adaptively: start at ``n_steps`` and double, up to :data:`MAX_N_STEPS` (128), until
+``|delta| <= DELTA_TOLERANCE * |f(x) - f(x')|`` (5 %; or ``|delta| <= DELTA_FLOOR`` = 1e-4
+when ``f(x) - f(x')`` is that small). :class:`RoundAttribution` records every run's delta, the
+steps used and whether the bound was met; when the cap is reached first,
+:attr:`RoundAttribution.warning` says so with the figure.
+
+**sMRI maps.** The voxel-wise IG map is speckle at a scale the backbone (tokens of 16 cube
+voxels) does not resolve, and part of it lies on the skull and background; it is restricted to
+the brain and aggregated per Schaefer-400 parcel (T1 on the atlas grid) or smoothed inside the
+head foreground (:func:`~.maps.brain_volume_attribution`); the map's caption says which. The
+totals are still over every voxel (completeness).
+
 Captum's ``internal_batch_size`` evaluates the path in chunks of ``internal_batch_size``
 interpolation points (default ``min(n_steps, DEFAULT_INTERNAL_BATCH_SIZE)``: the activations of
 all four backbones for a 16-point chunk would dominate peak memory, while on a CPU a larger
@@ -32,17 +47,28 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..fusion.qformer import AuxiliaryFeatures
 from ..modality import Modality
-from .maps import ModalityMap, base_map, roi_map_from_series, volume_from_cube, word_map
+from .maps import ModalityMap, base_map, brain_volume_attribution, roi_map_from_series, volume_from_cube, word_map
 
-__all__ = ["RoundAttribution", "round_attributions", "DEFAULT_N_STEPS"]
+__all__ = ["RoundAttribution", "round_attributions", "DEFAULT_N_STEPS", "DELTA_TOLERANCE", "DELTA_FLOOR", "MAX_N_STEPS"]
 
 #: Default number of IG steps (Gauss-Legendre); enough for a small delta on the demo bundle.
 DEFAULT_N_STEPS = 16
+
+#: The stated convergence bound: ``|delta| <= DELTA_TOLERANCE * |f(x) - f(x')|`` (5 %).
+DELTA_TOLERANCE = 0.05
+
+#: ... or ``|delta| <= DELTA_FLOOR`` (probability units) when ``f(x) - f(x')`` is itself so small
+#: that 5 % of it is below what float32 quadrature resolves.
+DELTA_FLOOR = 1e-4
+
+#: Cap of the adaptive steps (doubling from the requested steps: 16, 32, 64, 128).
+MAX_N_STEPS = 128
 
 #: Default interpolation points per forward/backward pass (bounds peak memory; the GUI's value).
 DEFAULT_INTERNAL_BATCH_SIZE = 4
@@ -73,9 +99,20 @@ class RoundAttribution:
     baseline_output : float
         ``f(x')`` at the all-baseline subject.
     delta : float
-        Captum's convergence delta ``sum(attributions) - (f(x) - f(x'))``.
+        Captum's convergence delta ``sum(attributions) - (f(x) - f(x'))`` at ``n_steps``.
     n_steps : int
+        The steps of the run these maps come from (the last one of the adaptive search).
     seconds : float
+    requested_steps : int
+        The steps the search started from.
+    max_steps : int
+        Its cap.
+    tolerance : float
+        The bound, a fraction of ``|f(x) - f(x')|``.
+    converged : bool
+        Whether ``|delta| <= max(tolerance * |f(x) - f(x')|, DELTA_FLOOR)``.
+    steps_tried : list of (steps, delta)
+        Every run of the search, in order.
     """
 
     anchor: str
@@ -89,6 +126,44 @@ class RoundAttribution:
     seconds: float
     method: str = "LayerIntegratedGradients (gausslegendre)"
     attributed: list[str] = field(default_factory=list)
+    requested_steps: int = 0
+    max_steps: int = 0
+    tolerance: float = DELTA_TOLERANCE
+    converged: bool = True
+    steps_tried: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def bound(self) -> float:
+        """The bound on ``|delta|`` (probability units)."""
+        return max(self.tolerance * abs(self.output - self.baseline_output), DELTA_FLOOR)
+
+    def convergence_text(self) -> str:
+        """One line: delta, its share of f(x) - f(x'), the steps and whether the bound was met."""
+        share = f"{self.relative_delta:.1%} of |f(x) - f(x')| = {abs(self.output - self.baseline_output):.3g}"
+        if self.converged:
+            return (f"converged: delta {self.delta:+.2g} ({share}) at {self.n_steps} steps, within the "
+                    f"{self.tolerance:.0%} bound")
+        return self.warning
+
+    @property
+    def warning(self) -> str:
+        """Empty when the bound was met, else a plain warning with the figure."""
+        if self.converged:
+            return ""
+        return (f"NOT CONVERGED: delta {self.delta:+.2g} is {self.relative_delta:.0%} of |f(x) - f(x')| = "
+                f"{abs(self.output - self.baseline_output):.3g} after {self.n_steps} steps (cap "
+                f"{self.max_steps}); the bound is {self.tolerance:.0%}. Do not read these maps.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The convergence record (for JSON)."""
+        return {
+            "convergence_delta": self.delta, "relative_delta": self.relative_delta, "n_steps": self.n_steps,
+            "requested_steps": self.requested_steps, "max_steps": self.max_steps, "tolerance": self.tolerance,
+            "bound": self.bound, "converged": self.converged,
+            "steps_tried": [{"n_steps": n, "delta": d} for n, d in self.steps_tried],
+            "rule": (f"steps doubled from {self.requested_steps} up to {self.max_steps} until |delta| <= "
+                     f"{self.tolerance:g} x |f(x) - f(x')| (or <= {DELTA_FLOOR:g})"),
+        }
 
     @property
     def relative_delta(self) -> float:
@@ -176,6 +251,9 @@ def round_attributions(
     n_steps: int = DEFAULT_N_STEPS,
     internal_batch_size: int | None = None,
     auxiliaries: bool = True,
+    adaptive: bool = True,
+    max_steps: int = MAX_N_STEPS,
+    tolerance: float = DELTA_TOLERANCE,
 ) -> RoundAttribution:
     """Integrated Gradients of anchor ``anchor``'s round for one subject.
 
@@ -196,12 +274,21 @@ def round_attributions(
     labels : sequence of str
         Class labels (for the record).
     n_steps : int
-        IG steps (Gauss-Legendre).
+        IG steps (Gauss-Legendre) of the first run (the adaptive search starts there).
     internal_batch_size : int, optional
         Interpolation points per forward/backward pass (default
         ``min(n_steps, DEFAULT_INTERNAL_BATCH_SIZE)``; ``n_steps`` makes it one pass).
     auxiliaries : bool
         Also attribute to the auxiliary inputs, through the Q-former (default).
+    adaptive : bool
+        Double the steps from ``n_steps`` until ``|delta| <= tolerance * |f(x) - f(x')|`` (or
+        ``|delta| <= DELTA_FLOOR``), up to ``max_steps`` (default). ``False``: one run of
+        ``n_steps``. Either way the result says whether the bound was met
+        (:attr:`RoundAttribution.converged`, :attr:`RoundAttribution.warning`).
+    max_steps : int
+        Cap of the adaptive steps (default :data:`MAX_N_STEPS`).
+    tolerance : float
+        The stated bound, a fraction of ``|f(x) - f(x')|`` (default :data:`DELTA_TOLERANCE`).
 
     Returns
     -------
@@ -222,16 +309,21 @@ def round_attributions(
     with warnings.catch_warnings():  # "multiple layers": ours are independent by construction
         warnings.filterwarnings("ignore", message="Multiple layers provided")
         lig = LayerIntegratedGradients(fn, layers if len(layers) > 1 else layers[0])
+    ibs = internal_batch_size
+
+    def _run(steps: int, recorder: "_Recorder | None") -> list:
+        with torch.enable_grad():
+            if recorder is not None:
+                with recorder:
+                    out = _attribute(lig, inputs, baselines, target, steps, ibs)
+            else:
+                out = _attribute(lig, inputs, baselines, target, steps, ibs)
+        return [out] if len(layers) == 1 else list(out)
+
     recorder = _Recorder(fn, layers)
-    with torch.enable_grad(), recorder:
-        attributions = lig.attribute(
-            inputs if len(inputs) > 1 else inputs[0],
-            baselines=baselines if len(baselines) > 1 else baselines[0],
-            target=int(target),
-            n_steps=int(n_steps),
-            method="gausslegendre",
-            internal_batch_size=int(internal_batch_size or min(int(n_steps), DEFAULT_INTERNAL_BATCH_SIZE)),
-        )
+    steps = max(1, int(n_steps))
+    cap = max(steps, int(max_steps)) if adaptive else steps
+    attributions = _run(steps, recorder)
     with torch.no_grad():
         # f(x) and the baselines' layer outputs come from the two single-sample forwards Captum
         # makes before the path (for the layer values of the inputs and of the baselines), when
@@ -239,17 +331,22 @@ def round_attributions(
         f_x_out = _recorded_output(recorder, inputs)
         f_x = float((f_x_out if f_x_out is not None else fn(*inputs))[0, int(target)])
         f_b = float(_at_baseline(fn, layers, inputs, baselines, _recorded_layers(recorder, baselines))[0, int(target)])
-    if len(layers) == 1:
-        attributions = [attributions]
-    # Captum's own delta check wants one layer row per example, which the DNA embedding layer
-    # (one row per window) does not have; this is the same quantity.
-    total = sum(float((a[0] if isinstance(a, (tuple, list)) else a).detach().double().sum()) for a in attributions)
-    delta = total - (f_x - f_b)
+    tried: list[tuple[int, float]] = []
+    while True:
+        # Captum's own delta check wants one layer row per example, which the DNA embedding
+        # layer (one row per window) does not have; this is the same quantity.
+        total = sum(float(_first(a).detach().double().sum()) for a in attributions)
+        delta = total - (f_x - f_b)
+        tried.append((steps, float(delta)))
+        if _within_bound(delta, f_x - f_b, tolerance) or steps * 2 > cap:
+            break
+        steps *= 2
+        attributions = _run(steps, None)
+    converged = _within_bound(delta, f_x - f_b, tolerance)
     maps: dict[str, ModalityMap] = {}
     totals: dict[str, float] = {}
     for m, attr in zip(order, attributions):
-        attr = attr[0] if isinstance(attr, (tuple, list)) else attr
-        attr = attr.detach().float().cpu()
+        attr = _first(attr).detach().float().cpu()
         totals[m.value] = float(attr.sum())
         maps[m.value] = _map_attribution(m, attr, model, subject, batches[m])
     return RoundAttribution(
@@ -260,9 +357,34 @@ def round_attributions(
         output=f_x,
         baseline_output=f_b,
         delta=float(delta),
-        n_steps=int(n_steps),
+        n_steps=int(steps),
         seconds=time.perf_counter() - start,
         attributed=[m.value for m in order],
+        requested_steps=int(n_steps),
+        max_steps=int(cap),
+        tolerance=float(tolerance),
+        converged=bool(converged),
+        steps_tried=tried,
+    )
+
+
+def _first(a: Any) -> torch.Tensor:
+    return a[0] if isinstance(a, (tuple, list)) else a
+
+
+def _within_bound(delta: float, difference: float, tolerance: float) -> bool:
+    """``|delta| <= tolerance * |f(x) - f(x')|``, or ``<= DELTA_FLOOR`` (see the module docstring)."""
+    return abs(delta) <= max(tolerance * abs(difference), DELTA_FLOOR)
+
+
+def _attribute(lig: Any, inputs: tuple, baselines: tuple, target: int, steps: int, ibs: "int | None") -> Any:
+    return lig.attribute(
+        inputs if len(inputs) > 1 else inputs[0],
+        baselines=baselines if len(baselines) > 1 else baselines[0],
+        target=int(target),
+        n_steps=int(steps),
+        method="gausslegendre",
+        internal_batch_size=int(ibs or min(int(steps), DEFAULT_INTERNAL_BATCH_SIZE)),
     )
 
 
@@ -363,8 +485,12 @@ def _at_baseline(
 def _map_attribution(modality: Modality, attr: torch.Tensor, model: Any, subject: Any, batch: Mapping[str, Any]) -> ModalityMap:
     backbone = model.backbone(modality)
     if modality is Modality.SMRI:
-        # (1, C, X, Y, Z) on the cube (input axis order), summed over channels
-        return volume_from_cube(attr[0].sum(dim=0).numpy(), subject.smri_geometry)
+        # (1, C, X, Y, Z) on the cube (input axis order), summed over channels; then restricted to
+        # the brain, per parcel or smoothed (voxel-wise IG is speckle the model cannot resolve)
+        voxels = volume_from_cube(attr[0].sum(dim=0).numpy(), subject.smri_geometry)
+        info = getattr(subject, "fmri_info", None) or {}
+        return brain_volume_attribution(voxels, _native_t1(subject), subject.smri_geometry,
+                                        str(info.get("atlas") or "schaefer400_17n"))
     if modality is Modality.FMRI:
         info = getattr(subject, "fmri_info", None) or {}
         return roi_map_from_series(attr[0, 0].numpy(), backbone.patch_size, str(info.get("atlas") or "schaefer400_17n"))
@@ -380,3 +506,18 @@ def _map_attribution(modality: Modality, attr: torch.Tensor, model: Any, subject
     token_index = torch.as_tensor(batch["token_index"][0]).long().cpu()
     scores = slots.reshape(-1)[token_index].numpy()
     return base_map(subject.genetics, batch, scores)
+
+
+def _native_t1(subject: Any) -> "Any":
+    """The subject's T1 on its native grid (``None`` when it cannot be read)."""
+    sources = getattr(subject, "sources", None) or {}
+    path = sources.get(Modality.SMRI)
+    if path is None:
+        return None
+    try:
+        import nibabel as nib
+
+        img = nib.load(str(path))
+        return np.asarray(img.get_fdata(dtype=np.float32)).reshape(img.shape[:3])
+    except Exception:  # noqa: BLE001 - no T1 mask: the map's own support is used
+        return None

@@ -6,8 +6,11 @@ with :meth:`SubjectExplanation.save`:
 
 ``OUTDIR/``
   ``summary.json``                                  diagnosis, per round: target, f(x), f(x'),
-                                                    delta, per-modality totals, cross-modal shares,
-                                                    top ROIs / words, files; missing modalities
+                                                    delta, steps, whether the IG bound was met,
+                                                    per-modality totals, cross-modal shares, each
+                                                    attention block's uniformity (top ROIs /
+                                                    words only when not near uniform), files;
+                                                    missing modalities
   ``round-<anchor>/attention-<block>_T1w.nii.gz``   sMRI map on the subject's T1 grid
   ``round-<anchor>/attention-<block>_rois.tsv``     fMRI: roi_index, name, network, value
   ``round-<anchor>/attention-<block>_roi-time.tsv`` fMRI: per ROI x time patch
@@ -16,7 +19,10 @@ with :meth:`SubjectExplanation.save`:
   ``round-<anchor>/attention-<block>_bases.json``   genetics: per-base tracks + 6-mer table
   ``round-<anchor>/attention-<block>_queries.npy``  per-query matrix (N_q x keys), heads averaged
   ``round-<anchor>/attention-cross.json``           cross-modal block: shares per modality
-  ``round-<anchor>/ig-<modality>_*``                the same file kinds for the IG maps
+  ``round-<anchor>/ig-<modality>_*``                the same file kinds for the IG maps; sMRI:
+                                                    ``ig-smri_T1w`` the brain-restricted map
+                                                    (per parcel or smoothed), ``_voxels_T1w`` the
+                                                    raw voxel map, ``_parcels_rois.tsv`` per parcel
 
 Every file is written to a temporary name and renamed.
 """
@@ -33,8 +39,8 @@ from ..data.fileio import atomic_path
 from ..io_utils import atomic_write_json, atomic_write_text
 from ..modality import Modality
 from ..progress import SILENT, Progress
-from .attention import BlockAttention, round_attention
-from .attributions import DEFAULT_N_STEPS, RoundAttribution, round_attributions
+from .attention import NEAR_UNIFORM_ENTROPY, NEAR_UNIFORM_MAX_RATIO, BlockAttention, round_attention
+from .attributions import DEFAULT_N_STEPS, DELTA_TOLERANCE, MAX_N_STEPS, RoundAttribution, round_attributions
 from .maps import BaseMap, ModalityMap, RoiMap, VolumeMap, WordMap, paint_atlas
 
 __all__ = ["RoundExplanation", "SubjectExplanation", "explain_subject", "MISSING_RULE"]
@@ -104,18 +110,29 @@ class SubjectExplanation:
                     }))
                 written.append(_write_npy(folder / f"{stem}_queries.npy", block.per_query.astype(np.float32)))
                 files[stem] = [str(Path(p).relative_to(outdir)) for p in written]
-                blocks[name] = {"shares": block.shares} if name == "cross" else _map_summary(block.map)
+                uni = block.uniformity.to_dict() if block.uniformity is not None else {}
+                uni["verdict"] = block.uniformity.verdict() if block.uniformity is not None else ""
+                if name == "cross":
+                    blocks[name] = {"shares": block.shares, "uniformity": uni}
+                else:
+                    blocks[name] = {**_map_summary(block.map, near_uniform=block.near_uniform), "uniformity": uni}
             ig = None
             if r.attribution is not None:
                 a = r.attribution
                 ig = {
                     "target": a.target, "f_input": a.output, "f_baseline": a.baseline_output,
-                    "convergence_delta": a.delta, "relative_delta": a.relative_delta, "n_steps": a.n_steps,
+                    **a.to_dict(), "convergence": a.convergence_text(), "warning": a.warning or None,
                     "method": a.method, "totals": a.totals, "seconds": a.seconds, "maps": {},
                 }
                 for m, mp in a.maps.items():
                     stem = f"ig-{m}"
-                    files[stem] = [str(Path(p).relative_to(outdir)) for p in _save_map(mp, folder, stem, self.atlas)]
+                    written = _save_map(mp, folder, stem, self.atlas)
+                    if isinstance(mp, VolumeMap) and mp.voxels is not None:
+                        raw = nib_image(mp.voxels, mp.affine)
+                        written.append(_write_nifti(folder / f"{stem}_voxels_T1w.nii.gz", raw))
+                    if isinstance(mp, VolumeMap) and mp.parcels is not None:
+                        written += _save_map(mp.parcels, folder, f"{stem}_parcels", self.atlas)
+                    files[stem] = [str(Path(p).relative_to(outdir)) for p in written]
                     ig["maps"][m] = _map_summary(mp)
             rounds.append({
                 "anchor": r.anchor, "probabilities": r.probabilities, "weight": r.weight,
@@ -131,6 +148,11 @@ class SubjectExplanation:
             "t1": self.t1_path,
             "atlas": self.atlas,
             "attention": "Q-former cross-attention, last layer of each block, mean over heads and queries",
+            "attention_uniformity": (
+                "per block over its valid keys: normalised entropy H/log(n) (1 = uniform) and max/uniform "
+                f"= max weight x n; near uniform when entropy >= {NEAR_UNIFORM_ENTROPY} and max/uniform < "
+                f"{NEAR_UNIFORM_MAX_RATIO:g}: then no top items are listed (no region stands out)"
+            ),
             "attribution": (
                 "Captum LayerIntegratedGradients of the round's probability of the explained class; "
                 "input-level for sMRI/fMRI (baseline 0), embedding-level for text/DNA (baseline: pad "
@@ -152,6 +174,14 @@ def _write_npy(path: Path, array: np.ndarray) -> Path:
         with open(tmp, "wb") as fh:
             np.save(fh, array, allow_pickle=False)
     return path
+
+
+def nib_image(data: np.ndarray, affine: np.ndarray) -> Any:
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine)
+    img.header.set_xyzt_units("mm")
+    return img
 
 
 def _write_nifti(path: Path, img: Any) -> Path:
@@ -196,13 +226,25 @@ def _save_map(mp: ModalityMap, folder: Path, stem: str, atlas: str) -> list[Path
     return out
 
 
-def _map_summary(mp: "ModalityMap | None") -> dict[str, Any]:
+def _map_summary(mp: "ModalityMap | None", near_uniform: bool = False) -> dict[str, Any]:
+    """Kind, total and the top items of a map; a near-uniform attention map lists none."""
     if mp is None:
         return {}
+    if near_uniform:
+        return {"kind": mp.kind, "total": mp.total, "top": "none: near uniform, no region stands out"}
     if isinstance(mp, VolumeMap):
         peak = np.unravel_index(int(np.argmax(np.abs(mp.data))), mp.data.shape)
-        return {"kind": "volume", "total": mp.total, "peak_voxel": [int(v) for v in peak],
-                "peak_value": float(mp.data[peak])}
+        out = {"kind": "volume", "total": mp.total, "peak_voxel": [int(v) for v in peak],
+               "peak_value": float(mp.data[peak])}
+        if mp.caption:
+            out["shown"] = mp.caption
+        if mp.outside_share is not None:
+            out["share_outside_brain"] = mp.outside_share
+        if mp.parcels is not None:
+            top = mp.parcels.top(5)
+            out["top_parcels"] = [{"roi_index": int(r.roi_index), "name": r.name, "network": r.network,
+                                   "value": float(r.value)} for r in top.itertuples()]
+        return out
     if isinstance(mp, RoiMap):
         top = mp.top(5)
         return {"kind": "roi", "total": mp.total,
@@ -224,6 +266,9 @@ def explain_subject(
     target: "str | int | None" = None,
     n_steps: int = DEFAULT_N_STEPS,
     internal_batch_size: int | None = None,
+    max_steps: int = MAX_N_STEPS,
+    tolerance: float = DELTA_TOLERANCE,
+    adaptive: bool = True,
     attributions: bool = True,
     auxiliary_attributions: bool = True,
     progress: Progress = SILENT,
@@ -239,8 +284,10 @@ def explain_subject(
     target : str or int, optional
         Class whose probability IG explains (label or index); default: the aggregated diagnosis.
     n_steps : int
-        IG steps per round (Gauss-Legendre). 16 keeps the convergence delta of the demo bundle
-        around 1e-3 (probability units).
+        IG steps per round (Gauss-Legendre) to start from; with ``adaptive`` (default) they are
+        doubled up to ``max_steps`` until ``|delta| <= tolerance * |f(x) - f(x')|`` (see
+        :func:`.attributions.round_attributions`; each round says whether the bound was met).
+    max_steps, tolerance, adaptive : see :func:`.attributions.round_attributions`.
     internal_batch_size : int, optional
         IG interpolation points per forward/backward pass (default
         ``min(n_steps, DEFAULT_INTERNAL_BATCH_SIZE)``, see :func:`.attributions.round_attributions`).
@@ -296,6 +343,7 @@ def explain_subject(
             attribution = round_attributions(
                 model, rr.anchor, subject, diagnosis.features, cached, target=target_index, labels=labels,
                 n_steps=n_steps, internal_batch_size=internal_batch_size, auxiliaries=auxiliary_attributions,
+                adaptive=adaptive, max_steps=max_steps, tolerance=tolerance,
             )
         seconds = time.perf_counter() - t0
         timings[f"round.{rr.anchor.value}"] = seconds
