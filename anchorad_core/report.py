@@ -8,7 +8,10 @@ Pages:
    cross-modal block, then the Integrated-Gradients maps of each modality — orthogonal T1
    slices with the map over the anatomy, ROI maps painted into the atlas with the top-10 ROIs,
    the note with highlighted words, a genetics track with the APOE SNPs marked, and the
-   query x token attention matrix;
+   query x token attention matrix. Every attention panel states its normalised entropy and
+   max / uniform ratio and is coloured as weight / uniform (1 = uniform); a near-uniform one
+   says so and lists no top ROIs / 6-mers. Every round states its IG convergence delta, the
+   steps used and whether the 5 % bound was met (a plain warning when not);
 last. the bundle's provenance (what is real, what is synthetic) and the methods.
 
 Every page carries the research-use-only statement. The file is written to a temporary name
@@ -25,6 +28,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .errors import AnchorADError
+from .explain.attention import NEAR_UNIFORM_ENTROPY, NEAR_UNIFORM_MAX_RATIO
+from .explain.attributions import DELTA_TOLERANCE, MAX_N_STEPS
 
 __all__ = ["write_report", "report_subject", "ReportExistsError", "RESEARCH_USE_ONLY"]
 
@@ -192,6 +197,7 @@ class _Context:
         self.page_no = 0
         self._t1_cache: tuple[np.ndarray, np.ndarray] | None = None
         self._atlas_bg: np.ndarray | None = None
+        self._near, self._verdict = False, ""  # the attention panel being drawn: near uniform, and why
 
     # ------------------------------------------------------------------ pages
     def pages(self):
@@ -297,10 +303,14 @@ class _Context:
         ax.set_title("Per-round and aggregated probabilities (w = aggregation weight)")
         ax.legend(loc="upper right", ncol=len(d.labels), bbox_to_anchor=(1.0, 1.0), frameon=False)
         if self.e is not None:
+            atts = [r.attribution for r in self.e.rounds if r.attribution is not None]
+            steps = "/".join(str(a.n_steps) for a in atts) or str(self.e.n_steps)
             fig.text(0.06, 0.055, _ellipsize(
                 f"Explanations: attention = Q-former cross-attention; attributions = Integrated Gradients of "
-                f"p({self.e.target}) per round, {self.e.n_steps} steps. Pages 2–{self.page_no + self._n_round_pages()}.", 150),
-                fontsize=7.5, color="0.3")
+                f"p({self.e.target}) per round, {steps} steps (|delta| ≤ {DELTA_TOLERANCE:.0%} of |f(x) − f(baseline)| "
+                f"{'met in every round' if all(a.converged for a in atts) else 'NOT met in every round'}). "
+                f"Pages 2–{self.page_no + self._n_round_pages()}.", 170),
+                fontsize=7.5, color="0.3" if all(a.converged for a in atts) else "#a00000")
         return fig
 
     def _n_round_pages(self) -> int:
@@ -333,7 +343,7 @@ class _Context:
         used = 0.0
         for kind, name, obj in self._panels(r):
             h = self._panel_height(kind, name, obj)
-            if pages[-1] and used + h + 0.035 > 0.83:
+            if pages[-1] and used + h + 0.035 > 0.81:
                 pages.append([])
                 used = 0.0
             pages[-1].append((kind, name, obj, h))
@@ -347,15 +357,21 @@ class _Context:
             fig = self.new_page(f"Anchor round: {_TITLES[r.anchor]}")
             probs = "  ".join(f"p({k})={v:.3f}" for k, v in r.probabilities.items())
             sub = f"{probs}   weight {r.weight:.3f}"
-            if a is not None:
-                sub += (f"   ·   IG of p({a.target}): f(x)={a.output:.3f}, f(baseline)={a.baseline_output:.3f}, "
-                        f"convergence delta={a.delta:+.1e}")
             fig.text(0.06, 0.935, sub, fontsize=8, va="top", color="0.2")
             top = 0.915
+            if a is not None:
+                ig = (f"IG of p({a.target}): f(x)={a.output:.3f}, f(baseline)={a.baseline_output:.3f}, "
+                      f"convergence delta={a.delta:+.1e} ({a.relative_delta:.1%} of |f(x) − f(baseline)|) at "
+                      f"{a.n_steps} steps; bound {a.tolerance:.0%} {'met' if a.converged else 'NOT MET'}")
+                fig.text(0.06, 0.921, ig, fontsize=8, va="top", color="0.2" if a.converged else "#a00000")
+                top = 0.902
+            if a is not None and not a.converged:
+                fig.text(0.06, top, _ellipsize(a.warning, 150), fontsize=7.5, va="top", color="#a00000", weight="bold")
+                top -= 0.016
             if missing:
-                fig.text(0.06, 0.918, "Missing (masked, no map): " + ", ".join(_TITLES[m] for m in missing),
+                fig.text(0.06, top + 0.004, "Missing (masked, no map): " + ", ".join(_TITLES[m] for m in missing),
                          fontsize=8, va="top", color="#a00000")
-                top = 0.9
+                top -= 0.016
             for kind, name, obj, h in page:
                 top -= 0.018
                 self.panel(fig, kind, name, obj, r, (0.06, top - h, 0.88, h))
@@ -369,19 +385,33 @@ class _Context:
                 title = "Q-former attention · cross-modal queries over the auxiliary blocks"
             else:
                 title = f"Q-former attention · {_TITLES[name]} block (mean over heads and {obj.per_query.shape[0]} queries)"
+            u = obj.uniformity
+            if u is not None:
+                verdict = "NEAR UNIFORM: no region stands out" if u.near_uniform else "not uniform"
+                fig.text(x0, y0 + h - 0.002, f"normalised entropy {u.entropy:.3f} · max/uniform {u.max_ratio:.2f}× "
+                         f"over {u.n_keys} valid keys · {verdict}", fontsize=7.5, va="top",
+                         color="#9a6700" if u.near_uniform else "0.25", weight="bold" if u.near_uniform else None)
         else:
             tot = r.attribution.totals.get(name, 0.0)
             role = " (anchor)" if name == r.anchor else " (auxiliary, via the Q-former)"
             title = f"Integrated Gradients · {_TITLES[name]} input{role} · sum {tot:+.3g}"
         fig.text(x0, y0 + h, title, fontsize=9.5, weight="bold", va="bottom")
-        inner = (x0, y0, w, h - 0.012)
+        hh = h - 0.012 - (0.014 if kind == "attention" else 0.0)
+        inner = (x0, y0, w, hh)
         if kind == "attention" and name == "cross":
             self.cross_panel(fig, obj, inner)
             return
-        mp = obj.map if kind == "attention" else obj
+        if kind == "attention":
+            from .explain.attention import relative_map
+
+            mp = relative_map(obj)  # weight / uniform: 1 = uniform
+            self._near = obj.near_uniform
+            self._verdict = obj.uniformity.verdict() if obj.uniformity is not None else ""
+        else:
+            mp, self._near, self._verdict = obj, False, ""
         heat = kind == "attention"
         main_w = w * (0.74 if heat else 1.0)
-        main = (x0, y0, main_w, h - 0.012)
+        main = (x0, y0, main_w, hh)
         diverging = kind == "ig"
         if mp.kind == "volume":
             self.volume_panel(fig, mp, main, diverging)
@@ -392,7 +422,7 @@ class _Context:
         else:
             self.bases_panel(fig, mp, main, diverging)
         if heat:
-            self.query_heatmap(fig, name, obj, (x0 + main_w + 0.045, y0 + 0.035, w - main_w - 0.045, h - 0.075))
+            self.query_heatmap(fig, name, obj, (x0 + main_w + 0.045, y0 + 0.035, w - main_w - 0.045, hh - 0.063))
 
     # ---------------------------------------------------------------- panel kinds
     def _t1(self) -> tuple[np.ndarray, np.ndarray]:
@@ -412,12 +442,9 @@ class _Context:
         t1r = nib.orientations.apply_orientation(t1, ornt)
         mr = nib.orientations.apply_orientation(mp.data, ornt)
         zooms = _ras_zooms(affine, ornt)
-        caption = "token map on the subject's T1 (native grid)"
-        if diverging:  # voxel-wise IG is speckled: show it smoothed (the NIfTI keeps the raw map)
-            from scipy.ndimage import gaussian_filter
-
-            mr = gaussian_filter(mr.astype(np.float32), sigma=2.0 / np.maximum(zooms, 1e-3))
-            caption = "IG voxel map on the subject's T1 (native grid), Gaussian-smoothed (σ 2 mm) for display"
+        caption = "token map on the subject's T1 (native grid), weight / uniform"
+        if diverging:
+            caption = mp.caption or "IG voxel map on the subject's T1 (native grid)"
         # cut through the strongest value inside the head, away from the border of the volume
         inside = t1r > np.percentile(t1r[t1r > 0], 30) if np.any(t1r > 0) else np.ones(t1r.shape, bool)
         inside[:3], inside[-3:], inside[:, :3], inside[:, -3:], inside[:, :, :3], inside[:, :, -3:] = (False,) * 6
@@ -433,11 +460,10 @@ class _Context:
         if diverging:
             thr = 0.2 * vmax
             rule = f"|value| < 20% of max ({vmax:.2g}) transparent"
-        else:  # attention is positive and fairly flat: show the upper half of the values
-            nz = ov[ov > 0] if ov is not None else np.zeros(1)
-            vmin = float(np.median(nz)) if nz.size else 0.0
-            thr = vmin
-            rule = f"values below the median ({vmin:.2g}) transparent"
+        else:  # attention as weight / uniform: at or below uniform transparent, scale to max(2, max)
+            vmin, vmax = 1.0, max(2.0, vmax)
+            thr = 1.0
+            rule = "weight / uniform; at or below the uniform level (1) transparent"
         lo, hi = np.percentile(bg[bg > 0], [1, 99.5]) if np.any(bg > 0) else (0.0, 1.0)
         cmap = cmap_name or ("RdBu_r" if diverging else "hot")
         views = [("sagittal", 0), ("coronal", 1), ("axial", 2)]
@@ -505,6 +531,10 @@ class _Context:
                         f"ROI values painted into the Schaefer-400 atlas on the {bg_name}; cut through the top ROI")
         except ValueError:
             fig.text(x0, y0 + h - 0.03, "ROIs do not match the shipped atlas; see the TSV", fontsize=8)
+        if getattr(self, "_near", False):
+            fig.text(x0 + 0.27 * w, y0 + (h - brain_h) / 2, self._verdict + "; no top ROIs listed",
+                     fontsize=8.5, color="#9a6700", va="center")
+            return
         # top-10 bar chart
         top = mp.top(10)
         ax = fig.add_axes([x0 + 0.27 * w, y0 + 0.025, 0.62 * w, h - brain_h - 0.05])
@@ -513,7 +543,8 @@ class _Context:
         colours = ["#c44e52" if v >= 0 else "#4c72b0" for v in vals]
         ax.barh(np.arange(len(vals))[::-1], vals, color=colours, height=0.7)
         ax.set_yticks(np.arange(len(vals))[::-1], names, fontsize=6.5)
-        ax.set_title("top-10 ROIs by |value| (network · parcel)", fontsize=7.5, pad=2)
+        ax.set_title("top-10 ROIs by |value| (network · parcel)" + ("" if diverging else ", weight / uniform"),
+                     fontsize=7.5, pad=2)
         ax.tick_params(axis="x", labelsize=6.5)
         ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
         ax.xaxis.get_offset_text().set_fontsize(6.5)
@@ -530,7 +561,8 @@ class _Context:
         scores = mp.scores
         vmax = float(np.max(np.abs(scores))) if scores.size and np.any(scores) else 1.0
         cmap = mpl.colormaps["RdBu_r" if diverging else "Oranges"]
-        norm = mpl.colors.Normalize(-vmax if diverging else 0.0, vmax)
+        # attention: weight / uniform, white at or below uniform (1), full at max(3, max)
+        norm = mpl.colors.Normalize(-vmax, vmax) if diverging else mpl.colors.Normalize(1.0, max(3.0, vmax), clip=True)
         fontsize = 8.0
         char_w = 0.6 * fontsize / 72.0 / (fig.get_figwidth() * w)  # DejaVu Sans Mono advance
         line_h = 1.9 * fontsize / 72.0 / (fig.get_figheight() * (h - 0.03))
@@ -552,10 +584,12 @@ class _Context:
                     color="white" if abs(norm(word.score) - (0.5 if diverging else 0.0)) > 0.35 else "black")
             x += width
         sm = mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
-        cax = fig.add_axes([x0 + 0.25, y0 + 0.004, w * 0.4, 0.008])
+        cax = fig.add_axes([x0 + w * 0.62, y0 + 0.004, w * 0.3, 0.008])
         cb = fig.colorbar(sm, cax=cax, orientation="horizontal")
         cb.ax.tick_params(labelsize=6.5)
-        fig.text(x0, y0 + 0.004, f"word score (special tokens: {mp.special:+.2g})", fontsize=7, color="0.3")
+        label = (f"word score (special tokens: {mp.special:+.2g})" if diverging else
+                 "word weight / uniform" + (" (near uniform)" if self._near else ""))
+        fig.text(x0, y0 + 0.004, label, fontsize=7, color="#9a6700" if self._near else "0.3")
 
     def bases_panel(self, fig: Any, mp: Any, box: tuple, diverging: bool) -> None:
         x0, y0, w, h = box
@@ -572,13 +606,17 @@ class _Context:
         ax.set_ylim(-ymax * 1.1 if diverging else 0, ymax * 1.45)
         ax.set_xlim(0, max(length, 1))
         ax.set_xlabel("base position in the sequence (0-based)")
-        ax.set_ylabel("score per base")
+        ax.set_ylabel("score per base" if diverging else "weight / uniform")
+        if not diverging:
+            ax.axhline(1.0, color="0.5", lw=0.6, ls="--")
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         ax.legend(loc="upper left", frameon=False, fontsize=6.5)
         if diverging:
             ax.axhline(0, color="0.5", lw=0.5)
         top = sorted(mp.kmers, key=lambda k: -abs(k.score))[:3]
-        if top:
+        if self._near:
+            fig.text(x0 + 0.05, y0 + 0.002, self._verdict + "; no top 6-mers listed", fontsize=6.5, color="#9a6700")
+        elif top:
             fig.text(x0 + 0.05, y0 + 0.002, "top 6-mers: " + ";  ".join(f"seq {k.sequence + 1} [{k.start}-{k.end}) {k.kmer} {k.score:+.2g}" for k in top),
                      fontsize=6.5, color="0.3")
 
@@ -590,9 +628,16 @@ class _Context:
             p = block.map.roi_time.shape[1]
             matrix = matrix.reshape(matrix.shape[0], -1, p).sum(axis=2)
             xlabel = "ROI (summed over time)"
+        from matplotlib.colors import TwoSlopeNorm
+
+        n = block.uniformity.n_keys if block.uniformity is not None else block.per_query.shape[-1]
+        matrix = matrix * n
+        if xlabel.startswith("ROI"):
+            matrix = matrix / max(block.map.roi_time.shape[1], 1)  # mean ratio of the ROI's tokens
         ax = fig.add_axes([x0, y0 + 0.02, w, h - 0.02])
-        im = ax.imshow(matrix, aspect="auto", cmap="viridis", interpolation="nearest")
-        ax.set_title("query × key attention", fontsize=7.5)
+        im = ax.imshow(matrix, aspect="auto", cmap="RdBu_r", interpolation="nearest",
+                       norm=TwoSlopeNorm(vcenter=1.0, vmin=0.0, vmax=max(2.0, float(np.max(matrix)))))
+        ax.set_title("query × key weight / uniform", fontsize=7.5)
         ax.set_xlabel(xlabel, fontsize=7)
         ax.set_ylabel("query", fontsize=7)
         ax.tick_params(labelsize=6)
@@ -677,10 +722,18 @@ class _Context:
         ]
         if self.e is not None:
             methods.append(
-                f"Attributions: Captum LayerIntegratedGradients ({self.e.n_steps} Gauss-Legendre steps) of the round's "
-                f"p({self.e.target}); IG on the sMRI/fMRI input tensors (baseline 0) and on the text/DNA embedding "
-                "layers (baseline: pad tokens); auxiliary inputs through the Q-former with their phase-1 backbones. "
-                "Convergence delta = sum of attributions − (f(x) − f(baseline)), reported per round.")
+                f"Attention uniformity: per block over its n valid keys, normalised entropy H/log(n) (1 = uniform) "
+                f"and max/uniform = max weight × n. Near uniform when entropy ≥ {NEAR_UNIFORM_ENTROPY} and "
+                f"max/uniform < {NEAR_UNIFORM_MAX_RATIO:g}: such a map lists no top items (no region stands out). "
+                "Attention maps are coloured as weight / uniform (1 = uniform).")
+            methods.append(
+                f"Attributions: Captum LayerIntegratedGradients (Gauss-Legendre, starting at {self.e.n_steps} steps and "
+                f"doubled up to {MAX_N_STEPS} until |delta| ≤ {DELTA_TOLERANCE:.0%} of |f(x) − f(baseline)|) of the "
+                f"round's p({self.e.target}); IG on the sMRI/fMRI input tensors (baseline 0) and on the text/DNA "
+                "embedding layers (baseline: pad tokens); auxiliary inputs through the Q-former with their phase-1 "
+                "backbones. Convergence delta = sum of attributions − (f(x) − f(baseline)), steps used and whether the "
+                "bound was met are reported per round. sMRI maps: restricted to the brain and summed per Schaefer-400 "
+                "parcel (T1 on the atlas grid) or smoothed inside the head foreground (see each caption).")
             methods.append("Explanation time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.e.timings.items()))
         methods.append("Attention and attributions describe what the model used, not disease biology; they are "
                        "not validated as biomarkers.")

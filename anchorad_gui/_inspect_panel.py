@@ -46,8 +46,9 @@ from ._workers import start_job
 
 __all__ = ["InspectPanel"]
 
-#: Default Integrated Gradients steps in the panel (the core's default is 16).
-DEFAULT_IG_STEPS = 8
+#: Integrated Gradients steps the panel starts from (the core doubles them, up to its cap, until
+#: the convergence delta is within its bound).
+DEFAULT_IG_STEPS = 16
 
 
 class InspectPanel(QWidget):
@@ -68,7 +69,8 @@ class InspectPanel(QWidget):
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(2, 256)
         self.steps_spin.setValue(DEFAULT_IG_STEPS)
-        self.steps_spin.setToolTip("Integrated Gradients steps (Gauss-Legendre); more = slower, smaller delta")
+        self.steps_spin.setToolTip("Integrated Gradients steps to start from (Gauss-Legendre); doubled up to "
+                                   "128 until |delta| <= 5% of |f(x) - f(baseline)|")
         self.compute_button = QPushButton("Compute attribution")
         self.compute_button.clicked.connect(self.compute_attribution)
         self.cancel_button = QPushButton("Cancel")
@@ -84,7 +86,7 @@ class InspectPanel(QWidget):
         self.attention_error = ""  # why reading the attention failed (empty: it did not)
         self.attention_worker: Any = None
         ig_row = QHBoxLayout()
-        ig_row.addWidget(QLabel("IG steps"))
+        ig_row.addWidget(QLabel("IG steps from"))
         ig_row.addWidget(self.steps_spin)
         ig_row.addWidget(self.compute_button, 1)
         ig_row.addWidget(self.cancel_button)
@@ -347,12 +349,19 @@ class InspectPanel(QWidget):
                                for n, v, gone in zip(names, block.shares.values(), missing))
             self._set_overlays()
             self.plot.cross_shares(block.query_shares, names, f"{anchor_title} round: cross-modal queries", missing)
-            self.info_label.setText(f"Cross-modal queries' attention per auxiliary block: {shares}.")
+            uni = block.uniformity
+            line = (f"{_html(uni.figures())}: <b>{_html(uni.verdict())}</b>" if uni is not None and block.near_uniform
+                    else f"{_html(uni.figures())}: <b>not uniform</b>" if uni is not None else "")
+            self.info_label.setText(f"Cross-modal queries' attention per auxiliary block: {shares}.<br>{line}.")
             self._plain_note("Choose the clinical-text queries to highlight words.")
             return
+        from anchorad_core.explain.attention import relative_map
+
         aux = Modality.parse(choice.block)
-        desc = f"{anchor_title} round, {aux.title} queries (Q-former attention)"
-        vmap = block.map
+        desc = f"{anchor_title} round, {aux.title} queries (Q-former attention, weight / uniform)"
+        uni = block.uniformity
+        near = block.near_uniform
+        vmap = relative_map(block)  # weight / uniform: 1 = uniform
         smri = fmri = None
         track = None
         map_name = f"Q-former attention ({aux.title} queries)"
@@ -362,9 +371,11 @@ class InspectPanel(QWidget):
             where = f"overlay on the T1 (layer '{caption}')"
         elif aux is Modality.FMRI:
             fmri = (*roi_map_layer(vmap, False, desc), overlay_caption("fmri", anchor_title, map_name))
-            top = vmap.top(3, by_abs=False)
-            where = "painted on the Schaefer-400 atlas; top ROIs: " + ", ".join(
-                str(n).replace("17Networks_", "") for n in top["name"])
+            where = "painted on the Schaefer-400 atlas"
+            if not near:
+                top = vmap.top(3, by_abs=False)
+                where += "; top ROIs: " + ", ".join(
+                    f"{str(n).replace('17Networks_', '')} ({v:.2f}x uniform)" for n, v in zip(top["name"], top["value"]))
         elif aux is Modality.CLINICAL:
             where = "words highlighted in the note below"
         else:
@@ -372,14 +383,25 @@ class InspectPanel(QWidget):
             where = "per-base track under the heatmap"
         self._set_overlays(smri, fmri)
         if aux is Modality.CLINICAL:
-            self.note_view.setHtml(note_html(vmap, signed=False, base=self._note_base()))
+            self.note_view.setHtml(note_html(vmap, signed=False, base=self._note_base(),
+                                             verdict=uni.verdict() if uni else "", near_uniform=near))
         else:
             self._plain_note("Choose the clinical-text queries to highlight words.")
+        figures = uni.figures() if uni is not None else ""
         self.plot.attention_heatmap(
             block.per_query, f"{anchor_title} round: {aux.title} queries x tokens",
-            f"{aux.title} token", track, "Genetics: attention per base (sequence 1)",
+            f"{aux.title} token", track, "Genetics: attention per base / uniform (sequence 1)",
+            n_valid=uni.n_keys if uni is not None else None, figures=figures,
         )
-        self.info_label.setText(f"<b>{aux.title}</b>: {where}.")
+        if near:
+            verdict = f"<b>{_html(uni.verdict())}</b>"
+        elif uni is not None:
+            verdict = f"<b>not uniform</b> (margin: {_html(uni.to_dict()['margin'])})"
+        else:
+            verdict = ""
+        self.info_label.setText(
+            f"<b>{aux.title}</b>: {where}. Colours: weight / uniform (1 = uniform, transparent).<br>"
+            f"{_html(figures)}: {verdict}.")
 
     def _show_attribution(self, record: Any, anchor_title: str) -> None:
         from anchorad_core.modality import Modality
@@ -407,11 +429,17 @@ class InspectPanel(QWidget):
         tracks = list(att.maps["genetics"].tracks) if "genetics" in att.maps else None
         totals = {Modality.parse(m).title: v for m, v in att.totals.items()}
         self.plot.attribution_summary(totals, f"{anchor_title} round: attribution towards {att.target}", tracks)
+        conv = _html(att.convergence_text())
+        if not att.converged:
+            conv = f"<span style='color:{BAD_COLOR}'><b>{conv}</b></span>"
+        tried = ", ".join(f"{n}: {d:+.2g}" for n, d in att.steps_tried)
+        caption = getattr(att.maps.get("smri"), "caption", "")
         self.info_label.setText(
             f"Integrated Gradients ({att.n_steps} steps, {att.seconds:.0f} s): f(x) = {att.output:.3f}, "
-            f"baseline {att.baseline_output:.3f}, delta {att.delta:+.2g}. Red = towards {att.target}, "
-            "blue = against." + (f" The fMRI map is the hidden layer '{fmri[2]}'."
-                                 if smri is not None and fmri is not None else "")
+            f"baseline {att.baseline_output:.3f}. {conv} (deltas by steps: {_html(tried)}).<br>"
+            f"Red = towards {att.target}, blue = against."
+            + (f" sMRI: {_html(caption)}." if caption else "")
+            + (f" The fMRI map is the hidden layer '{fmri[2]}'." if smri is not None and fmri is not None else "")
         )
 
     # ------------------------------------------------------------------ attributions

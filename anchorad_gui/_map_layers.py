@@ -7,9 +7,12 @@
 * a :class:`~anchorad_core.explain.maps.RoiMap` is painted into the shipped atlas with the
   core's :func:`~anchorad_core.explain.maps.paint_atlas` (world-aligned with an MNI-space T1).
 
-Attention (non-negative) uses a sequential colormap with additive blending, so zero is
-transparent over the anatomy; attributions (signed) use a diverging colormap whose centre is
-transparent, with symmetric contrast limits.
+Attention maps are shown as **weight / uniform weight** (the core's
+:func:`~anchorad_core.explain.attention.relative_map`): a sequential colormap with additive
+blending whose contrast limits start at 1 (the uniform level, transparent) and end at
+``max(2, the map's max)``, so a near-uniform map stays dark instead of being stretched into
+crisp regions. Attributions (signed) use a diverging colormap whose centre is transparent, with
+symmetric contrast limits.
 """
 from __future__ import annotations
 
@@ -48,23 +51,28 @@ def signed_colormap() -> Any:
     return Colormap(colors, controls=[0.0, 0.3, 0.5, 0.7, 1.0], name="anchorad_signed")
 
 
+#: Attention overlays: weight / uniform at or below this is transparent ...
+RATIO_LOW = 1.0
+#: ... and the colour scale reaches its top at ``max(RATIO_HIGH_MIN, map max)``.
+RATIO_HIGH_MIN = 2.0
+
+
 def _display(values: np.ndarray, signed: bool) -> dict[str, Any]:
     finite = values[np.isfinite(values)]
     nonzero = finite[finite != 0]
     if signed:
-        m = float(np.percentile(np.abs(nonzero), 99.5)) if nonzero.size else 1.0
+        m = float(np.max(np.abs(nonzero))) if nonzero.size else 1.0
         m = m if m > 0 else 1.0
         return {"colormap": signed_colormap(), "contrast_limits": (-m, m), "blending": "translucent", "opacity": 0.9}
-    # the upper half of the map: where the queries look most; the rest stays transparent
-    hi = float(np.percentile(nonzero, 99.5)) if nonzero.size else 1.0
-    lo = float(np.percentile(nonzero, 50)) if nonzero.size else 0.0
-    if hi <= lo:
-        hi = lo + (abs(lo) or 1.0)
-    return {"colormap": "inferno", "contrast_limits": (lo, hi), "blending": "additive", "opacity": 0.75}
+    # weight / uniform: 1 (uniform) is transparent, twice the uniform share (or the max) is full
+    hi = max(RATIO_HIGH_MIN, float(finite.max()) if finite.size else RATIO_HIGH_MIN)
+    return {"colormap": "inferno", "contrast_limits": (RATIO_LOW, hi), "blending": "additive", "opacity": 0.75}
 
 
 def volume_map_layer(vmap: Any, signed: bool, description: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """Layer data + kwargs of an sMRI :class:`VolumeMap` (native T1 grid -> the T1 layer's grid)."""
+    """Layer data + kwargs of an sMRI :class:`VolumeMap` (native T1 grid -> the T1 layer's grid).
+
+    Attention maps (``signed=False``) must be given as weight / uniform (``relative_map``)."""
     data, kwargs = volume_layer_data(np.asarray(vmap.data, dtype=np.float32), np.asarray(vmap.affine, float))
     kwargs.update(_display(data, signed))
     kwargs["metadata"] = {"anchorad": {"role": "overlay-smri", "description": description}}
@@ -73,7 +81,7 @@ def volume_map_layer(vmap: Any, signed: bool, description: str) -> tuple[np.ndar
 
 
 def roi_map_layer(rmap: Any, signed: bool, description: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """Layer data + kwargs of an fMRI :class:`RoiMap` painted into its atlas."""
+    """Layer data + kwargs of an fMRI :class:`RoiMap` painted into its atlas (attention: weight / uniform)."""
     from anchorad_core.explain.maps import paint_atlas
 
     img = paint_atlas(np.asarray(rmap.values, dtype=np.float64), rmap.atlas)

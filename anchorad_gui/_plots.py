@@ -70,19 +70,31 @@ class PlotCanvas(QWidget):
         self._draw("empty")
 
     def attention_heatmap(self, per_query: np.ndarray, title: str, token_label: str,
-                          track: np.ndarray | None = None, track_label: str = "") -> None:
-        """Query x token attention (mean over heads), optionally with a per-base track below."""
+                          track: np.ndarray | None = None, track_label: str = "", n_valid: int | None = None,
+                          figures: str = "") -> None:
+        """Query x token attention (mean over heads) as weight / uniform, optionally with a per-base track.
+
+        With ``n_valid`` (the block's valid keys) every cell shows ``weight * n_valid``: 1 is the
+        uniform level (white, the centre of a diverging scale from 0 to ``max(2, max)``), so a
+        near-uniform block looks flat. ``figures`` (the uniformity figures) go under the title.
+        """
+        from matplotlib.colors import TwoSlopeNorm
+
         per_query = np.asarray(per_query, dtype=float)
+        n = int(n_valid) if n_valid else per_query.shape[-1]
+        ratio = per_query * n
         axes = self._axes(2 if track is not None else 1, [2.2, 1.0] if track is not None else None)
         ax = axes[0]
-        image = ax.imshow(per_query, aspect="auto", interpolation="nearest", cmap="inferno",
-                          vmin=0.0, vmax=float(np.percentile(per_query, 99.5)) or None)
-        ax.set_title(title, fontsize=9)
+        top = max(2.0, float(np.nanmax(ratio)) if ratio.size else 2.0)
+        self.heatmap_norm = TwoSlopeNorm(vcenter=1.0, vmin=0.0, vmax=top)
+        image = ax.imshow(ratio, aspect="auto", interpolation="nearest", cmap="RdBu_r", norm=self.heatmap_norm)
+        ax.set_title(title + (f"\n{figures}" if figures else ""), fontsize=9)
         ax.set_ylabel("query", fontsize=8)
         ax.set_xlabel(token_label, fontsize=8)
-        self._colorbar(image, ax, "attention")
+        self._colorbar(image, ax, "weight / uniform (1 = uniform)")
         if track is not None:
             self._track(axes[1], [track], track_label, signed=False)
+            axes[1].axhline(1.0, color=GRID, lw=0.8, ls="--")
         self._draw("heatmap")
 
     def cross_shares(self, query_shares: np.ndarray, blocks: Sequence[str], title: str,

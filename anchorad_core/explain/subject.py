@@ -239,7 +239,7 @@ def _map_summary(mp: "ModalityMap | None", near_uniform: bool = False) -> dict[s
         if mp.caption:
             out["shown"] = mp.caption
         if mp.outside_share is not None:
-            out["share_outside_brain"] = mp.outside_share
+            out["share_dropped"] = mp.outside_share
         if mp.parcels is not None:
             top = mp.parcels.top(5)
             out["top_parcels"] = [{"roi_index": int(r.roi_index), "name": r.name, "network": r.network,
