@@ -161,8 +161,10 @@ def _predict(args: argparse.Namespace, progress: Progress) -> int:
     if args.explain:
         from .explain import explain_subject
 
-        diagnosis, explanation = explain_subject(pipeline, subject, n_steps=args.steps, progress=progress)
+        diagnosis, explanation = explain_subject(pipeline, subject, n_steps=args.steps, max_steps=args.max_steps,
+                                                 progress=progress)
         summary = explanation.save(args.explain)
+        _print_convergence(explanation)
         print(f"explanation maps written to {Path(args.explain)} (summary: {summary})", file=sys.stderr)
     else:
         diagnosis = pipeline.diagnose(subject, progress)
@@ -173,6 +175,14 @@ def _predict(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
+def _print_convergence(explanation: Any) -> None:
+    """One line per anchor round on stderr: the IG convergence delta, steps, and whether the bound was met."""
+    for r in explanation.rounds:
+        a = r.attribution
+        if a is not None:
+            print(f"IG {r.anchor} round: {a.convergence_text()}", file=sys.stderr)
+
+
 def _report(args: argparse.Namespace, progress: Progress) -> int:
     from .inference import DiagnosisPipeline
     from .report import report_subject
@@ -181,8 +191,9 @@ def _report(args: argparse.Namespace, progress: Progress) -> int:
     if out.exists() and not args.force:
         raise ConfigError(f"{out}: already exists (use --force to replace it)")
     pipeline = DiagnosisPipeline(args.bundle, device=args.device)
-    diagnosis, _, path = report_subject(pipeline, args.subject, out, force=args.force, n_steps=args.steps,
-                                        progress=progress)
+    diagnosis, explanation, path = report_subject(pipeline, args.subject, out, force=args.force, n_steps=args.steps,
+                                                  max_steps=args.max_steps, progress=progress)
+    _print_convergence(explanation)
     print(format_diagnosis(diagnosis.to_dict()))
     print(f"report written to {path}")
     return 0
@@ -445,7 +456,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--explain", metavar="OUTDIR",
                    help="also write Q-former attention and Integrated Gradients maps (NIfTI, TSV, JSON) here")
-    p.add_argument("--steps", type=int, default=16, help="Integrated Gradients steps (default 16)")
+    p.add_argument("--steps", type=int, default=16,
+                   help="Integrated Gradients steps to start from (default 16); doubled until |delta| <= 5%% of "
+                        "|f(x) - f(baseline)|, up to --max-steps")
+    p.add_argument("--max-steps", type=int, default=128, help="cap of the adaptive IG steps (default 128)")
     device(p)
 
     p = add("report", _report, "diagnose and explain one subject and write a PDF report")
@@ -453,7 +467,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--subject", required=True, help="a sub-<id> folder")
     p.add_argument("--out", required=True, help="PDF file to write")
     p.add_argument("--force", action="store_true", help="replace an existing file")
-    p.add_argument("--steps", type=int, default=16, help="Integrated Gradients steps (default 16)")
+    p.add_argument("--steps", type=int, default=16,
+                   help="Integrated Gradients steps to start from (default 16); doubled until |delta| <= 5%% of "
+                        "|f(x) - f(baseline)|, up to --max-steps")
+    p.add_argument("--max-steps", type=int, default=128, help="cap of the adaptive IG steps (default 128)")
     device(p)
 
     p = add("gui", _gui, "open napari with the AnchorAD panels (and a subject folder, default the demo subject)")

@@ -117,11 +117,13 @@ def report_subject(
     n_steps: int | None = None,
     progress: Any = None,
     explain_dir: "str | Path | None" = None,
+    max_steps: int | None = None,
 ) -> tuple[Any, Any, Path]:
     """Load a subject folder, diagnose and explain it, and write its report (``anchorad report``).
 
     Checks ``out_path`` before the (slow) explanation. Returns ``(diagnosis, explanation, path)``;
-    with ``explain_dir`` the maps are also saved there.
+    with ``explain_dir`` the maps are also saved there. IG steps start at ``n_steps`` and are
+    doubled up to ``max_steps`` until the convergence bound is met (the core's defaults).
     """
     from .explain import explain_subject
     from .explain.attributions import DEFAULT_N_STEPS
@@ -132,7 +134,8 @@ def report_subject(
         raise ReportExistsError("already exists (use --force to replace it)", out_path)
     subject = pipeline.load_subject(subject_dir)
     diagnosis, explanation = explain_subject(
-        pipeline, subject, n_steps=n_steps or DEFAULT_N_STEPS, progress=progress or SILENT
+        pipeline, subject, n_steps=n_steps or DEFAULT_N_STEPS, max_steps=max_steps or MAX_N_STEPS,
+        progress=progress or SILENT,
     )
     if explain_dir is not None:
         explanation.save(explain_dir)
