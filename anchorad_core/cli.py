@@ -227,6 +227,8 @@ def _demo(args: argparse.Namespace, progress: Progress) -> int:
         print(f"report   {outputs.report}")
     print(f"explain  {outputs.root / 'explanation'}")
     print(f"time     {outputs.seconds['total']:.0f} s")
+    subject = outputs.cohort / outputs.prediction["subject_id"]
+    print(f"napari   anchorad gui {subject} --bundle {outputs.bundle}   (needs a display)")
     print(RESEARCH_ONLY)
     return 0
 

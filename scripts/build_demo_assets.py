@@ -40,9 +40,11 @@ def main() -> None:
     shutil.copytree(subject, TARGET / subject.name)
     (TARGET / "README.md").write_text(
         "# Demo assets (SYNTHETIC)\n\n"
-        f"- `bundle/`: AnchorAD model trained by `anchorad demo` on the synthetic demo cohort "
-        "(small BrainMVP / Brain-JEPA / Nucleotide Transformer backbones trained at demo time; the "
-        "clinical-text backbone is the real pretrained all-MiniLM-L6-v2, referenced by hash, not copied).\n"
+        f"- `bundle/`: AnchorAD model trained by `anchorad demo` on the synthetic demo cohort. Its sMRI / "
+        "fMRI / DNA backbones are the small pretrained ones of `resources/pretrained/` (self-supervised on an "
+        "unlabeled synthetic cohort), its text backbone the real pretrained all-MiniLM-L6-v2; all four are "
+        "frozen in phase 1 (linear probes), so the bundle references them by hash instead of copying them, "
+        "and holds the heads, the LoRA adapters, the Q-formers and the aggregation.\n"
         f"- `{subject.name}/`: one held-out SYNTHETIC subject of that cohort (built on real templates; "
         "see resources/templates/README.md). Not a patient.\n\n"
         "Rebuild with `python scripts/build_demo_assets.py`. Research use only.\n",

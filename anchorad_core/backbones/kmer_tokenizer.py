@@ -28,7 +28,7 @@ the end (fewer than 6) become single-letter tokens. A ``<cls>`` token is prepend
     AAANAAAAAAC     ->  <cls> A A A N AAAAAA C
 
 Real NT folders bring their own tokenizer files; this module builds the tokenizer for the demo
-Nucleotide Transformer (random init, trained at demo time) and for tests.
+Nucleotide Transformer (pretrained by ``anchorad pretrain``) and for tests.
 """
 from __future__ import annotations
 
