@@ -725,32 +725,29 @@ class _Context:
         ]
         if self.e is not None:
             methods.append(
-                f"Attention uniformity: per block over its n valid keys, normalised entropy H/log(n) (1 = uniform) "
-                f"and max/uniform = max weight × n. Near uniform when entropy ≥ {NEAR_UNIFORM_ENTROPY} and "
-                f"max/uniform < {NEAR_UNIFORM_MAX_RATIO:g}: such a map lists no top items (no region stands out). "
-                "Attention maps are coloured as weight / uniform (1 = uniform).")
+                f"Attention uniformity per block over its n valid keys: normalised entropy H/log(n) and max/uniform "
+                f"(max weight × n); near uniform (entropy ≥ {NEAR_UNIFORM_ENTROPY}, max/uniform < "
+                f"{NEAR_UNIFORM_MAX_RATIO:g}): no top items listed. Colours: weight / uniform.")
             methods.append(
-                f"Attributions: Captum LayerIntegratedGradients (Gauss-Legendre, starting at {self.e.n_steps} steps and "
-                f"doubled up to {MAX_N_STEPS} until |delta| ≤ {DELTA_TOLERANCE:.0%} of |f(x) − f(baseline)|) of the "
-                f"round's p({self.e.target}); IG on the sMRI/fMRI input tensors (baseline 0) and on the text/DNA "
-                "embedding layers (baseline: pad tokens); auxiliary inputs through the Q-former with their phase-1 "
-                "backbones. Convergence delta = sum of attributions − (f(x) − f(baseline)), steps used and whether the "
-                "bound was met are reported per round. sMRI maps: restricted to the brain and summed per Schaefer-400 "
-                "parcel (T1 on the atlas grid) or smoothed inside the head foreground (see each caption).")
+                f"Attributions: Captum LayerIntegratedGradients of the round's p({self.e.target}) (Gauss-Legendre; steps "
+                f"doubled from {self.e.n_steps} up to {MAX_N_STEPS} until |delta| ≤ {DELTA_TOLERANCE:.0%} of "
+                "|f(x) − f(baseline)|, delta = sum of attributions − (f(x) − f(baseline)), per round); sMRI/fMRI inputs "
+                "(baseline 0), text/DNA embeddings (baseline: pad tokens); auxiliaries through the Q-former with their "
+                "phase-1 backbones. sMRI maps: brain only, per Schaefer-400 parcel or smoothed (see captions).")
             methods.append("Explanation time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.e.timings.items()))
         methods.append("Attention and attributions describe what the model used, not disease biology; they are "
                        "not validated as biomarkers.")
         for note in methods:
-            for i, line in enumerate(textwrap.wrap(note, 105)):
-                fig.text(0.08, y, ("• " if i == 0 else "  ") + line, va="top")
-                y -= 0.017
-            y -= 0.006
-        y -= 0.015
+            for i, line in enumerate(textwrap.wrap(note, 104)):
+                fig.text(0.08, y, ("• " if i == 0 else "  ") + line, va="top", fontsize=9.5)
+                y -= 0.0155
+            y -= 0.005
+        y -= 0.012
         for line in textwrap.wrap(
                 "This report was produced by AnchorAD, a research tool. It is for research use only and must not be "
-                "used for clinical diagnosis, treatment or any decision about a person's care.", 82):
-            fig.text(0.06, y, line, va="top", fontsize=10, weight="bold", color="#a00000")
-            y -= 0.02
+                "used for clinical diagnosis, treatment or any decision about a person's care.", 95):
+            fig.text(0.06, y, line, va="top", fontsize=9.5, weight="bold", color="#a00000")
+            y -= 0.019
         return fig
 
 

@@ -453,7 +453,7 @@ class InspectPanel(QWidget):
         def _ready(attribution: Any) -> None:
             if self.session.result is result and self.session.explanation is ex:
                 ex.round(anchor).attribution = attribution
-                ex.n_steps = attribution.n_steps
+                ex.n_steps = attribution.requested_steps or attribution.n_steps
                 self.session.explanation_changed.emit()
 
         def _done(outcome: Any) -> None:

@@ -58,7 +58,7 @@ def default_report_folder(subject_folder: "Path | None", last: "Path | None" = N
 
 
 def report_job(result: Any, explanation: Any, path: "str | Path", all_attributions: bool = False,
-               n_steps: int = 8) -> Generator[Step, None, Path]:
+               n_steps: int = 16) -> Generator[Step, None, Path]:
     """Complete the explanation as asked, then write the PDF; returns its path."""
     from anchorad_core.explain.attributions import round_attributions
     from anchorad_core.explain.subject import explain_subject
@@ -84,6 +84,17 @@ def report_job(result: Any, explanation: Any, path: "str | Path", all_attributio
     return write_report(d, explanation, result.subject, path, result.pipeline.bundle, force=True)
 
 
+def convergence_html(explanation: Any) -> str:
+    """One line per round with Integrated Gradients: its convergence (red when the bound was not met)."""
+    lines = []
+    for r in getattr(explanation, "rounds", None) or []:
+        a = r.attribution
+        if a is not None:
+            text = html.escape(f"IG {r.anchor} round: {a.convergence_text()}")
+            lines.append(text if a.converged else f"<span style='color:{BAD_COLOR}'><b>{text}</b></span>")
+    return "".join(f"<br>{line}" for line in lines)
+
+
 class ReportPanel(QWidget):
     """The Report dock widget (see the module docstring)."""
 
@@ -104,10 +115,12 @@ class ReportPanel(QWidget):
         self.all_ig_check = QCheckBox("Compute Integrated Gradients for every round first (slow)")
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(2, 256)
-        self.steps_spin.setValue(8)
+        self.steps_spin.setValue(16)
+        self.steps_spin.setToolTip("Integrated Gradients steps to start from; doubled up to 128 until "
+                                   "|delta| <= 5% of |f(x) - f(baseline)| (the report states the result)")
         ig_row = QHBoxLayout()
         ig_row.addWidget(self.all_ig_check, 1)
-        ig_row.addWidget(QLabel("steps"))
+        ig_row.addWidget(QLabel("steps from"))
         ig_row.addWidget(self.steps_spin)
         self.export_button = QPushButton("Export PDF report...")
         self.export_button.clicked.connect(self._choose_and_export)
@@ -196,7 +209,8 @@ class ReportPanel(QWidget):
 
         def _written(written: Path) -> None:
             self.last_path = Path(written)
-            self.status_label.setText(f"<span style='color:{OK_COLOR}'>&#10003; Saved</span> {html.escape(str(written))}")
+            self.status_label.setText(f"<span style='color:{OK_COLOR}'>&#10003; Saved</span> {html.escape(str(written))}"
+                                      + convergence_html(self.session.explanation or explanation))
             if self.all_ig_check.isChecked() and self.session.result is result:
                 self.session.explanation_changed.emit()
 

@@ -98,3 +98,25 @@ def test_cross_block_shares(explained):
         assert set(cross.shares) == {m.value for m in Modality if m.value != r.anchor}
         assert np.isclose(sum(cross.shares.values()), 1.0, atol=1e-4)
         assert np.allclose(cross.query_shares.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_every_block_carries_its_distance_from_uniform(explained):
+    """Normalised entropy and max/uniform recomputed from the per-query matrix over the valid keys."""
+    from anchorad_core.explain.attention import NEAR_UNIFORM_ENTROPY, NEAR_UNIFORM_MAX_RATIO
+
+    _, _, explanation, _ = explained
+    seen = []
+    for r in explanation.rounds:
+        for name, block in r.attention.items():
+            p = block.per_query.mean(axis=0)[block.key_mask]
+            p = p / p.sum()
+            n = p.size
+            entropy = float(-(p * np.log(p)).sum() / np.log(n))
+            u = block.uniformity
+            assert u.n_keys == n == int(block.key_mask.sum())
+            assert u.entropy == pytest.approx(entropy, abs=1e-6)
+            assert u.max_ratio == pytest.approx(float(p.max()) * n, rel=1e-5)
+            assert block.near_uniform == (entropy >= NEAR_UNIFORM_ENTROPY and p.max() * n < NEAR_UNIFORM_MAX_RATIO)
+            seen.append((r.anchor, name, round(entropy, 4), round(float(p.max() * n), 2), block.near_uniform))
+    print("uniformity per round/block:", seen)
+    assert len(seen) == 16

@@ -71,3 +71,37 @@ def test_failed_report_leaves_no_file(explained, tmp_path, monkeypatch):
         write_report(diagnosis, explanation, subject, tmp_path / "x.pdf")
     assert list(tmp_path.iterdir()) == []
     assert RESEARCH_USE_ONLY.startswith("RESEARCH USE ONLY")
+
+
+@needs_poppler
+def test_report_states_uniformity_and_convergence(explained, explain_pipeline, tmp_path):
+    """Every attention panel carries its figures; near-uniform ones list no top items; every
+    round states its IG delta, steps and that the bound was met (or warns when it was not)."""
+    import copy
+    import dataclasses
+
+    subject, diagnosis, explanation, _ = explained
+    out = write_report(diagnosis, explanation, subject, tmp_path / "r.pdf", explain_pipeline.bundle)
+    text = " ".join(_text(out).split())
+    blocks = [b for r in explanation.rounds for b in r.attention.values()]
+    assert text.count("normalised entropy") >= len(blocks)
+    for b in blocks:
+        assert f"normalised entropy {b.uniformity.entropy:.3f} · max/uniform {b.uniformity.max_ratio:.2f}×" in text
+    near = [b for b in blocks if b.near_uniform]
+    assert text.count("NEAR UNIFORM: no region stands out") == len(near)
+    near_rois = sum(1 for b in near if b.block == "fmri")
+    listed_rois = sum(1 for b in blocks if b.block == "fmri" and not b.near_uniform)
+    assert text.count("no top ROIs listed") == near_rois
+    ig_roi_panels = sum(1 for r in explanation.rounds if "fmri" in r.attribution.maps)
+    assert text.count("top-10 ROIs by |value|") == listed_rois + ig_roi_panels
+    for r in explanation.rounds:
+        a = r.attribution
+        assert f"convergence delta={a.delta:+.1e}" in text
+        assert f"at {a.n_steps} steps; bound 5% met" in text
+    assert "per Schaefer-400 parcel" in text and "NOT MET" not in text
+    # a round that did not converge says so plainly
+    bad = copy.copy(explanation)
+    bad.rounds = [dataclasses.replace(explanation.rounds[0], attribution=dataclasses.replace(
+        explanation.rounds[0].attribution, converged=False, n_steps=128, max_steps=128))] + explanation.rounds[1:]
+    text = " ".join(_text(write_report(diagnosis, bad, subject, tmp_path / "bad.pdf", explain_pipeline.bundle)).split())
+    assert "bound 5% NOT MET" in text and "NOT CONVERGED" in text and "after 128 steps" in text
