@@ -133,6 +133,22 @@ def test_diagnose_inspect_report_workflow(gui_viewer, gui_subject, gui_bundle, q
     assert session.overlay(SMRI_ROLE) is overlay and len(viewer.layers) == n_layers
     assert overlay.name.startswith("AnchorAD sMRI map: Clinical text round")
     assert not np.allclose(overlay.data, first)
+    assert tuple(overlay.contrast_limits)[0] == pytest.approx(1.0)  # weight / uniform: 1 = uniform
+    # every attention map states how far it is from uniform; near-uniform ones list no top ROIs / words
+    for anchor in ("smri", "fmri", "clinical", "genetics"):
+        for block_name, block in session.explanation.round(anchor).attention.items():
+            inspect.select(anchor, "attention", block_name)
+            info = inspect.info_label.text()
+            assert block.uniformity.figures() in info
+            if block.near_uniform:
+                assert "no region stands out" in info and "top ROIs" not in info
+                if block_name == "clinical":
+                    assert "Top words" not in inspect.note_view.toPlainText()
+                    assert "no region stands out" in inspect.note_view.toPlainText()
+            else:
+                assert "not uniform" in info
+                if block_name == "fmri":
+                    assert "top ROIs" in info
     inspect.select("smri", "attention", "fmri")  # fMRI map painted on the atlas
     fmap = session.overlay(FMRI_ROLE)
     assert fmap.data.shape == t1.data.shape and fmap.visible
@@ -157,6 +173,10 @@ def test_diagnose_inspect_report_workflow(gui_viewer, gui_subject, gui_bundle, q
     assert "Genetics round, Integrated Gradients" in session.overlay(SMRI_ROLE).name
     assert inspect.plot.kind == "attribution"
     assert len(viewer.layers) == n_layers
+    info = inspect.info_label.text()
+    assert att.requested_steps == 2 and [n for n, _ in att.steps_tried][0] == 2
+    assert ("within the 5% bound" in info) == att.converged and ("NOT CONVERGED" in info) == (not att.converged)
+    assert f"{att.n_steps} steps" in info and "per Schaefer-400 parcel" in info
 
     # --- the report is exported
     out = tmp_path / "report.pdf"
