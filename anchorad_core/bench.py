@@ -334,7 +334,8 @@ def bench_attribution(pipeline: Any, subject: Any, repeats: int, n_steps: int, a
     present = [m for m in model.modalities if m in batches]
 
     def ig() -> None:
-        round_attributions(model, anchor, subject, batches, target=0, labels=model.labels, n_steps=n_steps)
+        round_attributions(model, anchor, subject, batches, target=0, labels=model.labels, n_steps=n_steps,
+                           adaptive=False)  # the cost of one fixed-step run
         _sync(device)
 
     fn = _RoundFunction(model, anchor, present, batches, {})
