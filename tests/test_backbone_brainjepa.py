@@ -227,9 +227,11 @@ def test_unmasked_extras_change_pooled_and_join_the_mean(small):
     with torch.no_grad():
         plain = small(batch)
         out = small(batch, torch.randn(2, 3, 32) * 3)
-    assert (out.pooled - plain.pooled).abs().max() > 1e-3
+    assert (out.tokens - plain.tokens).abs().max() > 1e-5  # own tokens attend to the extras (masked: < 1e-6)
+    assert (out.pooled - plain.pooled).abs().max() > 1e-5
+    torch.testing.assert_close(out.pooled, small.fc_norm(out.tokens.mean(1)), rtol=0, atol=1e-5)  # own tokens
     mean = torch.cat([out.tokens, out.extra], dim=1).mean(1)
-    torch.testing.assert_close(out.pooled, small.fc_norm(mean), rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.pooled_with_extra, small.fc_norm(mean), rtol=0, atol=1e-5)
 
 
 # ---------------------------------------------------------------- LoRA (peft)

@@ -208,25 +208,30 @@ def test_masked_extras_change_nothing_unmasked_change_pooled(which, request):
     assert (used.pooled - plain.pooled).abs().max() > 1e-3
 
 
-def test_decoder_pooled_position_sees_every_extra_and_the_note(llama):
+def test_decoder_gets_h_a_as_a_prefix_that_every_note_token_sees(llama):
     batch = llama.collate(SENTENCES[:2])
+    lengths = batch["attention_mask"].sum(1)
     torch.manual_seed(2)
     extras = torch.randn(2, 4, llama.width)
     with torch.no_grad():
+        plain = llama(batch)
         base = llama(batch, extras)
         first_changed = extras.clone()
         first_changed[:, 0] += 1.0
         last_changed = extras.clone()
         last_changed[:, -1] += 1.0
+        # the pooled state is the note's last token, which has read all of H_a before the note
+        assert torch.allclose(base.pooled, base.tokens[torch.arange(2), lengths - 1], atol=ATOL)
         assert (llama(batch, first_changed).pooled - base.pooled).abs().max() > 1e-4
         assert (llama(batch, last_changed).pooled - base.pooled).abs().max() > 1e-4
-        # the pooled state is the last extra token's state (it has seen the note and all of H_a)
-        assert torch.allclose(base.pooled, base.extra[:, -1], atol=ATOL)
-        # a masked tail: pooled moves to the last unmasked extra, masked values are ignored
+        # every note token (the first one included) attends to the prefix
+        assert (base.tokens[:, 0] - plain.tokens[:, 0]).abs().max() > 1e-4
+        # masked extras are never attended: their values do not matter, and all masked = no H_a
         mask = torch.tensor([[True, True, False, False]] * 2)
         partial = llama(batch, extras, mask)
-        assert torch.allclose(partial.pooled, partial.extra[:, 1], atol=ATOL)
         assert torch.allclose(llama(batch, last_changed, mask).pooled, partial.pooled, atol=ATOL)
+        none = llama(batch, extras, torch.zeros(2, 4, dtype=torch.bool))
+        assert torch.allclose(none.pooled, plain.pooled, atol=ATOL)
 
 
 def test_extras_get_gradients(minilm):

@@ -227,8 +227,9 @@ def test_unmasked_extras_change_pooled_and_join_the_mean(tiny):
         out = tiny(batch, torch.randn(2, 3, 32))
     assert (out.pooled - plain.pooled).abs().max() > 1e-3
     assert (out.tokens - plain.tokens).abs().max() > 1e-4  # extras take part in attention
+    torch.testing.assert_close(out.pooled, out.tokens.mean(1), rtol=0, atol=1e-6)  # own tokens only
     want = torch.cat([out.tokens, out.extra], dim=1).mean(1)
-    torch.testing.assert_close(out.pooled, want, rtol=0, atol=1e-6)
+    torch.testing.assert_close(out.pooled_with_extra, want, rtol=0, atol=1e-6)
 
 
 def test_extra_token_width_is_checked(tiny):
