@@ -879,8 +879,9 @@ def check_result(setup: Setup, result: Result, before: dict[str, tuple[int, int]
     """Problems with a case's outcome (empty = the contract holds)."""
     problems = []
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    if setup.progress_ok:  # tqdm bars (\r-separated) of the work done before the error
-        lines = [ln for ln in lines if not re.match(r"^[^:]+:\s+\d+%\|", ln)]
+    if setup.progress_ok:  # progress of the work done before the error: tqdm bars or log lines per stage
+        lines = [ln for ln in lines if not re.match(r"^[^:]+:\s+\d+%\|", ln)
+                 and not re.match(r"^.+: (started \(\d+ steps\)|done in [0-9.]+ s)$", ln)]
     if result.code != 2:
         problems.append(f"exit status {result.code}, expected 2")
     if "Traceback" in result.stderr or "Traceback" in result.stdout:

@@ -57,7 +57,8 @@ def test_bundle_round_trip_gives_identical_predictions(trained, tmp_path):
     inputs, _, _, result = trained
     path = save_bundle(result.model, toy_config(), tmp_path / "bundle")
     loaded = load_bundle(path)
-    before, _ = anchored_probabilities(result.model, inputs, result.cache)
+    # the final phase-1 features on both sides (result.cache holds cross-fitted ones for training subjects)
+    before, _ = anchored_probabilities(result.model, inputs, FeatureCache.compute(result.model, inputs))
     after, _ = anchored_probabilities(loaded.model, inputs, FeatureCache.compute(loaded.model, inputs))
     np.testing.assert_allclose(after, before, atol=1e-6)
     assert loaded.model.round_weights == pytest.approx(result.model.round_weights)
