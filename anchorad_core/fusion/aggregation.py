@@ -210,13 +210,16 @@ def select_rule(
     mask = torch.as_tensor(present)
     scores: dict[str, float] = {}
     classes = list(range(probabilities.shape[-1]))
+    def loss(probs: np.ndarray) -> float:
+        probs = np.clip(probs, 1e-7, 1.0)
+        return float(log_loss(labels, probs / probs.sum(axis=1, keepdims=True), labels=classes))
+
     for rule in ("mean", "confidence", "validation"):
-        agg = aggregate(p, mask, rule, round_weights, temperatures).numpy()
-        scores[rule] = float(log_loss(labels, np.clip(agg, 1e-7, 1), labels=classes))
+        scores[rule] = loss(aggregate(p, mask, rule, round_weights, temperatures).numpy())
     if stacker is not None:
         stacked = stacking_cv_probabilities(np.nan_to_num(probabilities, nan=0.5), present, labels)
         if stacked is not None:
-            scores["stacking"] = float(log_loss(labels, np.clip(stacked, 1e-7, 1), labels=classes))
+            scores["stacking"] = loss(stacked)
     return min(scores, key=scores.__getitem__), scores
 
 
