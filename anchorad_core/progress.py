@@ -82,17 +82,22 @@ class LogSink:
 
         self.stream = stream if stream is not None else sys.stderr
         self._started: dict[str, float] = {}
+        self._finished: set[str] = set()
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         import time
 
         now = time.perf_counter()
         if stage not in self._started:
+            if done >= total and stage in self._finished:  # a repeated final update: said already
+                return
             self._started[stage] = now
+            self._finished.discard(stage)
             if done < total:
                 print(f"{stage}: started ({total} steps)", file=self.stream, flush=True)  # type: ignore[call-overload]
         if done >= total:
             start = self._started.pop(stage)
+            self._finished.add(stage)
             print(f"{stage}: done in {now - start:.1f} s", file=self.stream, flush=True)  # type: ignore[call-overload]
 
     def close(self) -> None:

@@ -49,3 +49,4 @@ def test_paired_test_detects_a_better_score_and_not_a_copy():
 def test_one_class_gives_nan_not_an_error():
     ci = auc_with_ci(np.ones(5, dtype=int), np.arange(5.0))
     assert math.isnan(ci.auc)
+
