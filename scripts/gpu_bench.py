@@ -94,7 +94,10 @@ def build_model(sizes: dict[str, Any], device: torch.device, dtype: torch.dtype,
     text = {"family": "hf-text", "model_path": str(_write_llama_folder(workdir / "llama", sizes["llama"])),
             "kind": "decoder", "pooling": "last", "max_length": 512, "dtype": "float32"}
     nt = presets()["nt-demo"]["config"]
-    nt["esm_config"] = {**nt["esm_config"], **sizes["nt"]}
+    from anchorad_core.backbones.nucleotide_transformer import NT_DEMO_ESM_CONFIG
+
+    nt["esm_config"] = {**NT_DEMO_ESM_CONFIG, **sizes["nt"]}
+    nt["model_path"] = None
     specs = {Modality.SMRI: sizes["smri"], Modality.FMRI: fmri, Modality.CLINICAL: text, Modality.GENETICS: nt}
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # weights are created directly in the benchmark dtype ...
