@@ -331,7 +331,7 @@ def _check_options(args: argparse.Namespace) -> None:
         _option("--modalities", parse_modalities, args.modalities)
     if getattr(args, "folds", None) is not None and not getattr(args, "bundle", None) and args.folds < 2:
         raise ConfigError(f"--folds: cross-validation needs at least 2 folds, got {args.folds}")
-    if getattr(args, "repeats", 1) is not None and getattr(args, "repeats", 1) < 1:
+    if getattr(args, "repeats", 1) < 1:
         raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
 
 

@@ -7,20 +7,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 
 from .bundle import Provenance, load_bundle, save_bundle
 from .data import PreprocessConfig, Task, load_cohort
 from .data.cohort import Cohort, default_cache_dir
 from .device import resolve_device
 from .errors import InputDataError
-from .fusion.aggregation import RULES
 from .modality import Modality
 from .progress import SILENT, Progress
 from .training.config import TrainConfig
 from .training.classical import SummaryFeatures, summary_features
 from .training.evaluate import (
     Evaluation,
+    anchored_by_rule,
     cross_validate,
     evaluate_split,
     late_fusion,
@@ -209,17 +208,11 @@ def evaluate_bundle(
     for m, probs in unimodal.items():
         add(m.title, "uni-modal", probs)
     add("All", "late fusion", late_fusion(unimodal))
-    import numpy as np
-    import torch
-
     probs, present = anchored_probabilities(bundle.model, inputs, cache)
     for r, anchor in enumerate(bundle.model.anchors()):
         add(anchor.title, "anchor round", probs[r])
-    for rule in RULES:
-        if rule == "stacking" and bundle.model.stacker is None:
-            continue
-        agg = bundle.model.aggregate(torch.as_tensor(np.nan_to_num(probs, nan=0.5)), torch.as_tensor(present), rule)
-        add("All", f"anchored ({rule})", agg.numpy())
+    for rule, aggregated in anchored_by_rule(bundle.model, probs, present).items():
+        add("All", f"anchored ({rule})", aggregated)
     return rows
 
 

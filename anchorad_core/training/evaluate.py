@@ -81,9 +81,17 @@ def late_fusion(unimodal: dict[Modality, np.ndarray]) -> np.ndarray:
     return fused
 
 
-def _history_dict(history: Any) -> dict[str, Any]:
-    return {"train_loss": list(history.train_loss), "val_loss": list(history.val_loss),
-            "best_epoch": int(history.best_epoch)}
+def anchored_by_rule(model: Any, round_probs: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
+    """``(n, K)`` aggregate of the rounds under every rule the model can apply, and its own rule.
+
+    Keys: ``"<rule>"`` for each of :data:`RULES` (``stacking`` only with a fitted stacker) and
+    ``"selected"`` (the model's default rule). Missing rounds' NaN rows count as absent.
+    """
+    probs, mask = torch.as_tensor(np.nan_to_num(round_probs, nan=0.5)), torch.as_tensor(present)
+    out = {rule: model.aggregate(probs, mask, rule).numpy()
+           for rule in RULES if rule != "stacking" or model.stacker is not None}
+    out["selected"] = model.aggregate(probs, mask).numpy()
+    return out
 
 
 def evaluate_split(
@@ -133,19 +141,16 @@ def evaluate_split(
     round_probs, present = anchored_probabilities(model, test, cache)
     for r, anchor in enumerate(model.anchors()):
         add(anchor.title, "anchor round", round_probs[r])
-    round_t, present_t = torch.as_tensor(np.nan_to_num(round_probs, nan=0.5)), torch.as_tensor(present)
-    for rule in RULES:
-        if rule == "stacking" and model.stacker is None:
-            continue
-        add("All", f"anchored ({rule})", model.aggregate(round_t, present_t, rule).numpy())
-    add("All", "anchored (selected)", model.aggregate(round_t, present_t).numpy())
+    by_rule = anchored_by_rule(model, round_probs, present)
+    for rule, probs in by_rule.items():
+        add("All", f"anchored ({rule})", probs)
     rows[-1]["rule"] = model.aggregation_rule
 
     base = phase1_state(model)
     for variant in ablation:
         name, changes = parse_variant(variant)
         if all(getattr(config, k) == v for k, v in changes.items()):
-            add("All", f"anchored {name}", model.aggregate(round_t, present_t).numpy())
+            add("All", f"anchored {name}", by_rule["selected"])
             continue
         varied = copy.deepcopy(config)
         for key, value in changes.items():
@@ -262,8 +267,8 @@ def cross_validate(
             evaluation.record(repeat, test_idx, predictions)
             evaluation.curves.append({
                 "repeat": repeat, "fold": fold,
-                "phase1": {m: _history_dict(h) for m, h in result.phase1.items()},
-                "phase2": {m: _history_dict(h) for m, h in result.phase2.items()},
+                "phase1": {m: h.to_dict() for m, h in result.phase1.items()},
+                "phase2": {m: h.to_dict() for m, h in result.phase2.items()},
             })
     progress.update(f"cross-validation {task}", total, total)
     return evaluation

@@ -166,7 +166,8 @@ def run_phase2(
                     "history": history.to_dict(),
                 })
         result.phase2[anchor.value] = history
-        val_losses[anchor.value] = history.best_val_loss if np.isfinite(history.best_val_loss) else 1.0
+        # no finite validation loss (an empty split): NaN, which validation_round_weights turns into equal weights
+        val_losses[anchor.value] = history.best_val_loss if np.isfinite(history.best_val_loss) else float("nan")
         result.seconds[f"phase2.{anchor.value}"] = time.perf_counter() - start
     weights = validation_round_weights([val_losses[m.value] for m in model.anchors()])
     model.round_weights = {m.value: w for m, w in zip(model.anchors(), weights)}
