@@ -32,7 +32,7 @@ class AnchorADModel(nn.Module):
         self.modalities: tuple[Modality, ...] = tuple(m for m in ALL_MODALITIES if m in backbones)
         self.backbones = nn.ModuleDict({m.value: backbones[m] for m in self.modalities})
         self.heads = nn.ModuleDict(
-            {m.value: nn.Linear(backbones[m].width, len(self.labels)) for m in self.modalities}
+            {m.value: nn.Linear(backbones[m].pooled_width, len(self.labels)) for m in self.modalities}
         )
         self.rounds = nn.ModuleDict()
         #: Modalities whose backbone weights are still exactly the pretrained ones (phase 1 in
@@ -79,7 +79,7 @@ class AnchorADModel(nn.Module):
         backbone = self.backbone(anchor)
         aux_widths = {m: self.backbone(m).width for m in self.modalities if m != anchor}
         round_ = AnchoredRound(
-            anchor, aux_widths, backbone.extra_token_width, backbone.width,
+            anchor, aux_widths, backbone.extra_token_width, backbone.pooled_width,
             num_classes=len(self.labels), num_queries=num_queries, num_heads=num_heads, depth=depth,
             qformer_width=qformer_width, attention_heads=backbone.attention_heads if gated else None,
             pool_extra=pool_extra,

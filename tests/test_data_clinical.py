@@ -22,7 +22,7 @@ def test_fixed_template():
     assert render_clinical_note(FIELDS) == (
         "Age: 72 years. Sex: female. Education: 16 years.\n"
         "MMSE: 27/30 (normal range). CDR-SB: 1.5 (questionable impairment).\n"
-        "Complaints: misplaces objects; word-finding difficulty."
+        "Complaints (2): misplaces objects; word-finding difficulty."
     )
 
 

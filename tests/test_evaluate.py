@@ -99,7 +99,7 @@ def test_pooled_summary_and_paired_tests(spied_cv, tmp_path):
 
 
 def test_clinical_features_read_both_note_styles():
-    structured = "Age: 72 years. Sex: female. Education: 16 years.\nMMSE: 24/30 (borderline). CDR-SB: 2.5 (questionable impairment).\nComplaints: misplaces objects; repeats questions."
+    structured = "Age: 72 years. Sex: female. Education: 16 years.\nMMSE: 24/30 (borderline). CDR-SB: 2.5 (questionable impairment).\nComplaints (2): misplaces objects; repeats questions."
     np.testing.assert_allclose(clinical_features(structured), [24, 2.5, 2, 72, 16])
     free = ("70-year-old man with 12 years of education seen in the memory clinic. The spouse reports that "
             "the patient misplaces objects, repeats questions, missed appointments. MMSE today 26/30.")

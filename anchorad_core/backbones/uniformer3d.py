@@ -26,6 +26,12 @@ trainable ``extra_bridge`` Linear(``embed_dim[2]`` → ``embed_dim[3]``), take p
 stage-4 attention and receive the per-channel affine of the final BatchNorm in its eval form
 (running statistics). Masked appended tokens are never attended to and never pooled.
 
+Readout (``readout``): ``"mean"`` pools the stage-4 tokens (the original downstream head);
+``"pyramid"`` appends to that mean the stage-1 and stage-2 maps average-pooled to a 2³ grid
+(``8 x (embed_dim[0] + embed_dim[1])`` values): a spatial-pyramid readout that keeps *where*
+the fine-scale intensity and texture changes are (atrophy is regional; a global mean of the
+coarse stage-4 tokens washes it out). Appended tokens reach only the stage-4 part.
+
 Token order: stage-4 token ``i`` of an input ``(X, Y, Z)`` sits at
 ``(z, x, y) = np.unravel_index(i, token_grid((X, Y, Z)))``, i.e. the grid is
 ``(Z/16, X/16, Y/16)``; :meth:`UniFormer3DBackbone.tokens_to_input_grid` turns per-token
@@ -62,6 +68,10 @@ __all__ = [
 InChannelsRule = Literal["skip", "repeat", "error"]
 
 _TOTAL_STRIDE = 16
+_READOUTS = ("mean", "pyramid")
+#: Edge of the grid the ``"pyramid"`` readout pools stages 1-2 to (2 x 2 x 2 cells).
+_PYRAMID_GRID = 2
+_PYRAMID_CELLS = _PYRAMID_GRID**3
 
 
 class UniFormerStages(NamedTuple):
@@ -260,6 +270,9 @@ class UniFormer3DBackbone(ModalityBackbone):
     in_channels_rule
         Rule for the first conv when the checkpoint's input channels differ (see
         :func:`load_brainmvp_checkpoint`).
+    readout
+        ``"mean"`` (stage-4 token mean) or ``"pyramid"`` (that mean plus the 2³-pooled stage-1
+        and stage-2 maps); see the module docstring.
     """
 
     modality = Modality.SMRI
@@ -282,6 +295,7 @@ class UniFormer3DBackbone(ModalityBackbone):
         drop_path_rate: float = 0.0,
         checkpoint: "str | None" = None,
         in_channels_rule: InChannelsRule = "skip",
+        readout: str = "mean",
     ) -> None:
         super().__init__()
         depth, embed_dim = [int(v) for v in depth], [int(v) for v in embed_dim]
@@ -294,6 +308,9 @@ class UniFormer3DBackbone(ModalityBackbone):
                 raise ConfigError(f"stage width {dim} is not divisible by head_dim {head_dim}")
         if in_channels_rule not in ("skip", "repeat", "error"):
             raise ConfigError(f"in_channels_rule must be 'skip', 'repeat' or 'error', got {in_channels_rule!r}")
+        if readout not in _READOUTS:
+            raise ConfigError(f"uniformer3d readout must be one of {_READOUTS}, got {readout!r}")
+        self.readout = readout
         self.depth, self.embed_dim = depth, embed_dim
         self.head_dim, self.mlp_ratio, self.qkv_bias = int(head_dim), float(mlp_ratio), bool(qkv_bias)
         self.in_chans, self.img_size = int(in_chans), int(img_size)
@@ -336,6 +353,12 @@ class UniFormer3DBackbone(ModalityBackbone):
 
     @property
     def width(self) -> int:
+        return self.embed_dim[3]
+
+    @property
+    def pooled_width(self) -> int:
+        if self.readout == "pyramid":
+            return self.embed_dim[3] + _PYRAMID_CELLS * (self.embed_dim[0] + self.embed_dim[1])
         return self.embed_dim[3]
 
     @property
@@ -384,11 +407,19 @@ class UniFormer3DBackbone(ModalityBackbone):
         tokens = stages.x4.flatten(2).transpose(1, 2)
         b, n, _ = tokens.shape
         mask = torch.ones(b, n, dtype=torch.bool, device=tokens.device)
+        pooled = self._readout(stages, tokens.mean(dim=1))
         if extra is None:
-            return BackboneOutput(tokens=tokens, mask=mask, pooled=tokens.mean(dim=1), extra=None)
+            return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=None)
         valid = extra_token_mask(extra_mask, extra.shape[:2], extra.device)
-        return BackboneOutput(tokens=tokens, mask=mask, pooled=tokens.mean(dim=1), extra=extra,
-                              pooled_with_extra=_pool_with_extras(tokens, extra, valid))
+        return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=extra,
+                              pooled_with_extra=self._readout(stages, _pool_with_extras(tokens, extra, valid)))
+
+    def _readout(self, stages: UniFormerStages, token_mean: torch.Tensor) -> torch.Tensor:
+        """The pooled feature: ``token_mean`` alone, or with the pyramid of stages 1-2."""
+        if self.readout == "mean":
+            return token_mean
+        pyramid = [F.adaptive_avg_pool3d(x, _PYRAMID_GRID).flatten(1).to(token_mean.dtype) for x in (stages.x1, stages.x2)]
+        return torch.cat([token_mean, *pyramid], dim=1)
 
     def forward_stages(self, image: torch.Tensor) -> UniFormerStages:
         """The original ``UniFormer.forward``: ``(x0, x1, x2, x3, x4)`` for ``(B, C, X, Y, Z)``.
@@ -494,6 +525,7 @@ class UniFormer3DBackbone(ModalityBackbone):
             "drop_path_rate": self.drop_path_rate,
             "checkpoint": self.checkpoint,
             "in_channels_rule": self.in_channels_rule,
+            "readout": self.readout,
         }
 
 
@@ -646,8 +678,9 @@ register_preset(
         "in_chans": 1,
         "img_size": 64,
         "checkpoint": "resource:pretrained/brainmvp_demo.safetensors",
+        "readout": "pyramid",
     },
     "Small UniFormer of the same architecture for the CPU demo (64³ T1 → 4³ = 64 tokens of "
-    "width 48), pretrained by masked-volume reconstruction on an unlabeled synthetic cohort "
+    "width 48; spatial-pyramid readout of 240 values), pretrained by masked-volume reconstruction on an unlabeled synthetic cohort "
     "(`anchorad pretrain`; resources/pretrained/PROVENANCE.json).",
 )

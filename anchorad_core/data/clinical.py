@@ -9,7 +9,7 @@ Files (subject folder ``clinical/``):
 
       Age: 72 years. Sex: female. Education: 16 years.
       MMSE: 27/30 (normal range). MoCA: 24/30. CDR-SB: 1.5 (questionable impairment).
-      Complaints: misplaces objects; word-finding difficulty.
+      Complaints (2): misplaces objects; word-finding difficulty.
       <Other field>: <value>.          (remaining fields, alphabetical, one line each)
 
   Known fields and their checks: ``age`` (0-120), ``sex`` (``M``/``F``/``male``/``female``/
@@ -25,7 +25,8 @@ severe impairment; CDR-SB staging of O'Bryant et al. 2008: 0 no impairment, 0.5-
 questionable impairment, 3-4 very mild dementia, 4.5-9 mild dementia, 9.5-15.5 moderate
 dementia, 16-18 severe dementia). A band is a fixed function of its number, so it adds no
 information; it gives a text encoder, which reads "23" and "28" as unrelated word pieces, an
-ordinal vocabulary it already knows.
+ordinal vocabulary it already knows. Likewise the complaints line states how many there are,
+so a model that reads numbers (the text backbone's number readout) can use the count.
 
 When both files exist, **both are used**: the rendered structured summary comes first, then
 a blank line, then the free-text note. Text a user pastes in the GUI (``overrides``) replaces
@@ -190,7 +191,7 @@ def render_clinical_note(
         if not isinstance(c, (list, tuple)) or not all(isinstance(x, str) for x in c):
             raise InputDataError("field 'complaints' must be a string or a list of strings", path)
         items = [x.strip() for x in c if x.strip()]
-        lines.append("Complaints: " + ("; ".join(items) if items else "none") + ".")
+        lines.append((f"Complaints ({len(items)}): " + "; ".join(items) + ".") if items else "Complaints: none.")
     for k in sorted(norm):
         if k in _KNOWN:
             continue

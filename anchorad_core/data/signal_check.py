@@ -63,7 +63,7 @@ def _fmri_features(x: np.ndarray) -> list[float]:
 def _clinical_features(text: str) -> list[float]:
     mmse = re.search(r"MMSE[^0-9]*([0-9]+(?:\.[0-9]+)?)", text)
     cdr = re.search(r"CDR-SB:\s*([0-9]+(?:\.[0-9]+)?)", text)
-    compl = re.search(r"Complaints:\s*(.*)\.", text)
+    compl = re.search(r"Complaints(?: \(\d+\))?:\s*(.*)\.", text)
     n = 0.0 if not compl or compl.group(1).strip() == "none" else float(len(compl.group(1).split(";")))
     return [float(mmse.group(1)) if mmse else np.nan, float(cdr.group(1)) if cdr else np.nan, n]
 

@@ -108,7 +108,7 @@ def _number(text: str, *patterns: str) -> float:
 
 def clinical_features(text: str) -> np.ndarray:
     """MMSE, CDR-SB, complaint count, age and education parsed from a note."""
-    complaints = re.search(r"Complaints:\s*(.*?)\.\s*$", text, flags=re.MULTILINE)
+    complaints = re.search(r"Complaints(?: \(\d+\))?:\s*(.*?)\.\s*$", text, flags=re.MULTILINE)
     if complaints:
         n = 0.0 if complaints.group(1).strip().lower() == "none" else float(len(complaints.group(1).split(";")))
     else:

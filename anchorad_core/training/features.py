@@ -17,12 +17,13 @@ class FeatureCache:
     """Frozen phase-1 token and pooled features per modality and subject.
 
     ``tokens[m][subject_id]`` is ``(N_valid, C_m)`` (padding removed); ``pooled[m][subject_id]``
-    is ``(C_m,)``. Subjects missing a modality have no entry.
+    is ``(P_m,)`` (the backbone's readout). Subjects missing a modality have no entry.
     """
 
     tokens: dict[Modality, dict[str, torch.Tensor]] = field(default_factory=dict)
     pooled: dict[Modality, dict[str, torch.Tensor]] = field(default_factory=dict)
     widths: dict[Modality, int] = field(default_factory=dict)
+    pooled_widths: dict[Modality, int] = field(default_factory=dict)
 
     @classmethod
     @torch.no_grad()
@@ -44,6 +45,7 @@ class FeatureCache:
             cache.tokens[modality], cache.pooled[modality] = {}, {}
             backbone = model.backbone(modality)  # type: ignore[attr-defined]
             cache.widths[modality] = backbone.width
+            cache.pooled_widths[modality] = backbone.pooled_width
             index = np.flatnonzero(inputs.present(modality))
             for start in range(0, len(index), batch_size):
                 chunk = index[start : start + batch_size]
@@ -79,7 +81,7 @@ class FeatureCache:
     def pooled_batch(self, modality: Modality, subject_ids: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, C)`` pooled features (zeros where missing) and ``(B,)`` presence."""
         store = self.pooled.get(modality, {})
-        width = self.widths[modality]
+        width = self.pooled_widths[modality]
         out = torch.zeros(len(subject_ids), width)
         present = torch.zeros(len(subject_ids), dtype=torch.bool)
         for i, s in enumerate(subject_ids):

@@ -33,7 +33,7 @@ def train_output_fusion(
     """Fit a ``concat`` / ``linear`` / ``self-attention`` fusion head with early stopping."""
     settings = settings or StageSettings(epochs=60, batch_size=16, lr=3e-3, weight_decay=0.01, patience=10)
     torch.manual_seed(seed)
-    fusion = OutputFusion(method, {m: cache.widths[m] for m in modalities}, num_classes)
+    fusion = OutputFusion(method, {m: cache.pooled_widths[m] for m in modalities}, num_classes)
     train_f, train_p = _pooled(cache, modalities, train.subject_ids)
     val_f, val_p = _pooled(cache, modalities, val.subject_ids)
     y_train = torch.as_tensor(train.labels)

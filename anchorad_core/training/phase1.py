@@ -59,7 +59,7 @@ def train_phase1(
             feats = {
                 name: torch.cat([backbone(samples(inp, list(range(s, min(s + 8, len(inp)))))).pooled.float()
                                  for s in range(0, len(inp), 8)]).cpu().numpy()
-                if len(inp) else np.zeros((0, backbone.width), dtype=np.float32)
+                if len(inp) else np.zeros((0, backbone.pooled_width), dtype=np.float32)
                 for name, inp in (("train", train), ("val", val))
             }
         probe = fit_linear_probe(head, feats["train"], train.labels, feats["val"], val.labels)
