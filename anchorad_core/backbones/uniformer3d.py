@@ -418,7 +418,9 @@ class UniFormer3DBackbone(ModalityBackbone):
         """The pooled feature: ``token_mean`` alone, or with the pyramid of stages 1-2."""
         if self.readout == "mean":
             return token_mean
-        pyramid = [F.adaptive_avg_pool3d(x, _PYRAMID_GRID).flatten(1).to(token_mean.dtype) for x in (stages.x1, stages.x2)]
+        # pooled in float32: a half-precision average over 4096 voxels per cell loses the signal
+        pyramid = [F.adaptive_avg_pool3d(x.float(), _PYRAMID_GRID).flatten(1).to(token_mean.dtype)
+                   for x in (stages.x1, stages.x2)]
         return torch.cat([token_mean, *pyramid], dim=1)
 
     def forward_stages(self, image: torch.Tensor) -> UniFormerStages:
