@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import AnchorADError
 from .explain.attention import NEAR_UNIFORM_ENTROPY, NEAR_UNIFORM_MAX_RATIO
-from .explain.attributions import DELTA_TOLERANCE, MAX_N_STEPS
+from .explain.attributions import DELTA_TOLERANCE, MAX_N_STEPS, SMRI_BASELINE_SIGMA
 
 __all__ = ["write_report", "report_subject", "ReportExistsError", "RESEARCH_USE_ONLY"]
 
@@ -731,8 +731,9 @@ class _Context:
             methods.append(
                 f"Attributions: Captum LayerIntegratedGradients of the round's p({self.e.target}) (Gauss-Legendre; steps "
                 f"doubled from {self.e.n_steps} up to {MAX_N_STEPS} until |delta| ≤ {DELTA_TOLERANCE:.0%} of "
-                "|f(x) − f(baseline)|, delta = sum of attributions − (f(x) − f(baseline)), per round); sMRI/fMRI inputs "
-                "(baseline 0), text/DNA embeddings (baseline: pad tokens); auxiliaries through the Q-former with their "
+                "|f(x) − f(baseline)|, delta = sum of attributions − (f(x) − f(baseline)), per round); sMRI input "
+                f"(baseline: the image blurred, Gaussian sigma {SMRI_BASELINE_SIGMA:g} voxels), fMRI input (baseline 0), "
+                "text/DNA embeddings (baseline: pad tokens); auxiliaries through the Q-former with their "
                 "phase-1 backbones. sMRI maps: brain only, per Schaefer-400 parcel or smoothed (see captions).")
             methods.append("Explanation time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.e.timings.items()))
         methods.append("Attention and attributions describe what the model used, not disease biology; they are "

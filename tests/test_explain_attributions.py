@@ -16,8 +16,9 @@ from explain_fixtures import N_STEPS, complete_subject_dir, explain_bundle, expl
 
 def _independent_f(model, anchor, batches, target, baseline):
     """The round's p(target) by one plain forward of the model (no Captum, no recording): at the
-    subject (``baseline=False``) or at IG's path start (``True``: sMRI/fMRI inputs zero, every
-    non-special text/DNA token id looked up as the pad token; everything else from the subject)."""
+    subject (``baseline=False``) or at IG's path start (``True``: the sMRI image blurred with
+    scipy's Gaussian of SMRI_BASELINE_SIGMA voxels, the fMRI series zero, every non-special
+    text/DNA token id looked up as the pad token; everything else from the subject)."""
     import torch
     import torch.nn.functional as F
 
@@ -29,7 +30,12 @@ def _independent_f(model, anchor, batches, target, baseline):
     if baseline:
         for m, b in batches.items():
             if m is Modality.SMRI:
-                b["image"] = torch.zeros_like(torch.as_tensor(b["image"]))
+                from scipy.ndimage import gaussian_filter
+
+                from anchorad_core.explain.attributions import SMRI_BASELINE_SIGMA
+
+                image = torch.as_tensor(b["image"]).numpy()
+                b["image"] = torch.from_numpy(gaussian_filter(image, (0, 0) + (SMRI_BASELINE_SIGMA,) * 3))
             elif m is Modality.FMRI:
                 b["series"] = torch.zeros_like(torch.as_tensor(b["series"]))
             else:
