@@ -9,13 +9,17 @@ and saves a screenshot of the whole window for each:
 * ``gui.png``: the sMRI round's Q-former attention over the clinical note (not uniform);
 * ``gui_fmri_attention.png``: the same round's attention over the fMRI tokens, which is near
   uniform, and the panel says so instead of listing top ROIs;
-* ``gui_diagnose.png``: the Diagnose panel's table of the anchor rounds and the aggregate.
+* ``gui_diagnose.png``: the Diagnose panel's table of the anchor rounds and the aggregate;
+* ``gui_subject.png``: the Subject panel (modalities found, note and genetics boxes);
+* ``gui_report.png``: the Report panel after exporting the PDF (to a temporary folder) with
+  Integrated Gradients computed for every round first.
 
 The subject is SYNTHETIC and the bundle was trained on synthetic subjects.
 """
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,6 +75,9 @@ def main() -> None:
     viewer.dims.set_point(0, viewer.dims.range[0].stop / 2)
 
     _dismiss_toasts(viewer)
+    show_panel(viewer, "Subject")
+    _wait(app, lambda: True)
+    viewer.screenshot(str(out / "gui_subject.png"), canvas_only=False)
     show_panel(viewer, "Diagnose")
     viewer.screenshot(str(out / "gui_diagnose.png"), canvas_only=False)
 
@@ -83,6 +90,15 @@ def main() -> None:
             time.sleep(0.05)
         viewer.screenshot(str(out / name), canvas_only=False)
         print(f"{out / name}: {inspect.info_label.text()[:160]}")
+
+    report = widgets["Report"]
+    show_panel(viewer, "Report")
+    report.all_ig_check.setChecked(True)
+    with tempfile.TemporaryDirectory() as tmp:
+        report.export(Path(tmp) / "sub-001_report.pdf")
+        _wait(app, lambda: report.worker is None and not session.busy, timeout=900)
+    _dismiss_toasts(viewer)
+    viewer.screenshot(str(out / "gui_report.png"), canvas_only=False)
     viewer.close()
 
 
