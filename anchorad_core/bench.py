@@ -126,7 +126,7 @@ def naive_diagnose(model: Any, subject: Any, cast: Callable[[dict], dict]) -> to
             if m is anchor:
                 continue
             out = model.encode(m, batches[m])
-            aux[m] = AuxiliaryFeatures(out.tokens, out.mask, torch.ones(1, dtype=torch.bool, device=out.tokens.device))
+            aux[m] = AuxiliaryFeatures.of(out)
         logits = model.anchored(anchor, batches[anchor], aux).logits
         probs[r, 0] = torch.softmax(logits.float(), -1)[0].cpu()
         mask[r, 0] = True
@@ -166,7 +166,7 @@ def bench_inference(pipeline: Any, subject: Any, repeats: int) -> dict[str, Any]
         for m in present:
             def enc(m: Modality = m) -> None:
                 o = model.encode(m, batches[m])
-                features[m] = AuxiliaryFeatures(o.tokens, o.mask, torch.ones(1, dtype=torch.bool, device=o.tokens.device))
+                features[m] = AuxiliaryFeatures.of(o)
             total += part(f"encode.{m.value}", enc)
         for m in model.anchors():
             if m in present:

@@ -174,7 +174,7 @@ class DiagnosisPipeline:
             start = time.perf_counter()
             batches[m] = self._cast(model.backbone(m).collate([getattr(subject, m.value)]))
             out = model.encode(m, batches[m])
-            features[m] = AuxiliaryFeatures(out.tokens, out.mask, torch.ones(1, dtype=torch.bool, device=out.tokens.device))
+            features[m] = AuxiliaryFeatures.of(out)
             timings[f"features.{m.value}"] = time.perf_counter() - start
             step += 1
         outputs: dict[Modality, RoundOutput] = {}

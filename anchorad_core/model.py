@@ -69,6 +69,7 @@ class AnchorADModel(nn.Module):
         qformer_width: int = 256,
         gated: bool = True,
         pool_extra: bool = False,
+        readout_keys: bool = False,
     ) -> AnchoredRound:
         """Create the anchored round of ``anchor`` (Q-former + head) and attach its LoRA.
 
@@ -83,6 +84,7 @@ class AnchorADModel(nn.Module):
             num_classes=len(self.labels), num_queries=num_queries, num_heads=num_heads, depth=depth,
             qformer_width=qformer_width, attention_heads=backbone.attention_heads if gated else None,
             pool_extra=pool_extra,
+            readout_widths={m: self.backbone(m).pooled_width for m in aux_widths} if readout_keys else None,
         )
         round_.head.load_state_dict(self.heads[anchor.value].state_dict())
         round_.to(next(backbone.parameters()).device)
@@ -131,6 +133,7 @@ class AnchorADModel(nn.Module):
                 f.tokens.to(self.device, dtype) if f.tokens.is_floating_point() else f.tokens.to(self.device),
                 f.mask.to(self.device),
                 f.present.to(self.device),
+                None if f.readout is None else f.readout.to(self.device, dtype),
             )
             for m, f in aux.items() if m != anchor
         }

@@ -57,7 +57,7 @@ def _independent_f(model, anchor, batches, target, baseline):
                     continue
                 with model.phase1(m) as backbone:
                     out = backbone(batches[m])
-                aux[m] = AuxiliaryFeatures(out.tokens, out.mask, torch.ones(1, dtype=torch.bool))
+                aux[m] = AuxiliaryFeatures.of(out)
             logits = model.anchored(anchor, batches[anchor], aux).logits
     finally:
         for h in hooks:

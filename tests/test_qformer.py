@@ -95,3 +95,45 @@ def test_paper_size_llama_round_trains_a_q_former_under_30m_parameters():
     # its parts: input projections to 256, queries, one layer per block, the 256 -> 5120 projection
     projections = sum(w * 256 + 256 for w in (smri, fmri, dna)) + 256 * width + width
     assert projections < qformer < projections + 4 * 1_000_000
+
+
+def _with_readouts(aux, widths={S: 3, F: 4, G: 2}):
+    for m, f in aux.items():
+        f.readout = torch.randn(f.tokens.shape[0], widths[m])
+    return aux
+
+
+def test_readout_keys_are_attended_and_token_maps_stay_distributions():
+    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, out_width=16, width=8, num_queries=4,
+                             readout_widths={S: 3, F: 4, G: 2})
+    aux = _with_readouts(_aux())
+    out = q(aux, batch_size=3, return_attention=True)
+    assert out.attention["fmri"].shape == (3, 4, 4, 9)  # tokens only; the readout share apart
+    share = out.readout_attention["fmri"]
+    assert share.shape == (3, 4, 4) and bool(((share > 0) & (share < 1)).all())
+    for name in ("smri", "fmri", "genetics"):
+        torch.testing.assert_close(out.attention[name].sum(-1), torch.ones(3, 4, 4))
+    # the readout changes H_a: it is read
+    aux[F].readout = aux[F].readout + 1.0
+    assert (q(aux, batch_size=3).tokens - out.tokens).abs().max() > 1e-4
+
+
+def test_a_missing_modality_readout_is_masked_too():
+    present = {S: torch.tensor([True, False, True]), F: torch.ones(3, dtype=torch.bool), G: torch.ones(3, dtype=torch.bool)}
+    q = ModalityAwareQFormer({S: 6, F: 5, G: 7}, out_width=16, width=8, num_queries=4,
+                             readout_widths={S: 3, F: 4, G: 2}).eval()
+    aux = _with_readouts(_aux(present=present))
+    out = q(aux, batch_size=3)
+    aux[S].readout[1] = 1e3  # garbage in the missing subject's readout row changes nothing
+    aux[S].tokens[1] = -1e3
+    again = q(aux, batch_size=3)
+    torch.testing.assert_close(again.tokens[1], out.tokens[1])
+    assert not again.mask[1, :4].any()
+
+
+def test_a_qformer_that_reads_readouts_refuses_features_without_one():
+    import pytest
+
+    q = ModalityAwareQFormer({S: 6}, out_width=16, width=8, num_queries=2, readout_widths={S: 3})
+    with pytest.raises(ValueError, match="readout"):
+        q({S: AuxiliaryFeatures(torch.randn(1, 4, 6), torch.ones(1, 4, dtype=torch.bool), torch.ones(1, dtype=torch.bool))}, 1)

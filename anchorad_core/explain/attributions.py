@@ -223,14 +223,15 @@ class _RoundFunction(nn.Module):
         aux: dict[Modality, AuxiliaryFeatures] = {}
         for m, feats in self.fixed_aux.items():
             aux[m] = AuxiliaryFeatures(
-                feats.tokens.expand(n, -1, -1), feats.mask.expand(n, -1), feats.present.expand(n)
+                feats.tokens.expand(n, -1, -1), feats.mask.expand(n, -1), feats.present.expand(n),
+                None if feats.readout is None else feats.readout.expand(n, -1),
             )
         for m in self.order:
             if m is self.anchor:
                 continue
             with model.phase1(m) as backbone:  # LoRA of m off: its phase-1 features
                 out = backbone(batches[m])
-            aux[m] = AuxiliaryFeatures(out.tokens, out.mask, torch.ones(n, dtype=torch.bool, device=out.tokens.device))
+            aux[m] = AuxiliaryFeatures.of(out)
         anchor_batch = batches[self.anchor]
         result = model.anchored(self.anchor, anchor_batch, aux)  # anchor's LoRA on
         return torch.softmax(result.logits.float(), dim=-1)

@@ -333,7 +333,7 @@ def explain_subject(
         with torch.no_grad():
             for m, batch in diagnosis.features.items():
                 out = model.encode(m, batch)
-                cached[m] = AuxiliaryFeatures(out.tokens, out.mask, torch.ones(1, dtype=torch.bool, device=out.tokens.device))
+                cached[m] = AuxiliaryFeatures.of(out)
     rounds = []
     for i, rr in enumerate(diagnosis.rounds):
         t0 = time.perf_counter()

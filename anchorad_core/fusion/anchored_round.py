@@ -52,6 +52,9 @@ class AnchoredRound(nn.Module):
     pool_extra
         Pool the anchor's output over ``H_a`` as well as its own tokens (off by default:
         that would let the head read ``H_a`` directly, output-level fusion in disguise).
+    readout_widths
+        Readout width of each auxiliary modality when the Q-former reads the readouts as
+        keys too (:class:`~.qformer.ModalityAwareQFormer`); ``None``: tokens only.
     """
 
     def __init__(
@@ -68,12 +71,13 @@ class AnchoredRound(nn.Module):
         qformer_width: int = 256,
         attention_heads: "list[int] | None" = None,
         pool_extra: bool = False,
+        readout_widths: "dict[Modality, int] | None" = None,
     ) -> None:
         super().__init__()
         self.anchor = anchor
         self.qformer = ModalityAwareQFormer(
             aux_widths, anchor_token_width, num_queries=num_queries, num_heads=num_heads,
-            depth=depth, dropout=dropout, width=qformer_width,
+            depth=depth, dropout=dropout, width=qformer_width, readout_widths=readout_widths,
         )
         self.gates = new_gates(attention_heads) if attention_heads is not None else None
         self.pool_extra = bool(pool_extra)

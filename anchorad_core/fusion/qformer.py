@@ -21,6 +21,7 @@ anchor never attends to its block) — never zero-filled tokens that attention c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,15 +41,26 @@ class AuxiliaryFeatures:
         ``(B, N)`` bool, ``True`` for real tokens.
     present
         ``(B,)`` bool, ``True`` where the subject has this modality.
+    readout
+        ``(B, P_m)`` the backbone's readout (its pooled feature), for a Q-former that reads it
+        as one more key (``readout_widths``); ``None`` otherwise.
     """
 
     tokens: torch.Tensor
     mask: torch.Tensor
     present: torch.Tensor
+    readout: "torch.Tensor | None" = None
+
+    @classmethod
+    def of(cls, output: "Any") -> "AuxiliaryFeatures":
+        """The features of a batch whose subjects all have the modality, from a backbone's output."""
+        present = torch.ones(output.tokens.shape[0], dtype=torch.bool, device=output.tokens.device)
+        return cls(output.tokens, output.mask, present, output.pooled)
 
     def to(self, device: "torch.device | str") -> "AuxiliaryFeatures":
         """Copy to ``device``."""
-        return AuxiliaryFeatures(self.tokens.to(device), self.mask.to(device), self.present.to(device))
+        readout = None if self.readout is None else self.readout.to(device)
+        return AuxiliaryFeatures(self.tokens.to(device), self.mask.to(device), self.present.to(device), readout)
 
 
 @dataclass
@@ -66,13 +78,18 @@ class QFormerOutput:
     attention
         When requested: ``{"smri": (B, heads, N_q, N_smri), ..., "cross": (B, heads, N_q, |M'| N_q)}``
         cross-attention weights of the last layer of each block (softmax over keys, so each
-        query row sums to 1 over the valid keys).
+        query row sums to 1 over the valid keys). With readout keys, a block's weights are over
+        its tokens given that the query attends to a token (renormalised without the readout).
+    readout_attention
+        With readout keys: ``{"smri": (B, heads, N_q), ...}`` the share of each query's
+        attention that went to the modality's readout key.
     """
 
     tokens: torch.Tensor
     mask: torch.Tensor
     block_names: list[str]
     attention: dict[str, torch.Tensor] = field(default_factory=dict)
+    readout_attention: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class QFormerLayer(nn.Module):
@@ -145,6 +162,11 @@ class ModalityAwareQFormer(nn.Module):
         alone and aggregating rounds is late fusion).
     num_heads, depth, mlp_ratio, dropout
         Shape of each block's layer stack.
+    readout_widths
+        Width of each auxiliary modality's readout (pooled feature). When given, the readout,
+        projected to ``D``, is one more key of the modality's block, before its tokens: a token
+        mean cannot say what a second-order readout (network connectivity) says, and the
+        queries could otherwise only reach it through single tokens.
     """
 
     def __init__(
@@ -157,6 +179,7 @@ class ModalityAwareQFormer(nn.Module):
         mlp_ratio: float = 2.0,
         dropout: float = 0.0,
         width: int = 256,
+        readout_widths: "dict[Modality, int] | None" = None,
     ) -> None:
         super().__init__()
         if num_queries < 0:
@@ -168,6 +191,10 @@ class ModalityAwareQFormer(nn.Module):
         self.num_queries = num_queries
         self.input_projections = nn.ModuleDict(
             {m.value: nn.Linear(aux_widths[m], width) for m in self.aux_modalities}
+        )
+        readout_widths = {Modality.parse(m): w for m, w in (readout_widths or {}).items()}
+        self.readout_projections = nn.ModuleDict(
+            {m.value: nn.Linear(readout_widths[m], width) for m in self.aux_modalities if m in readout_widths}
         )
         self.unimodal_queries = nn.ParameterDict(
             {m.value: nn.Parameter(torch.randn(num_queries, width) * 0.02) for m in self.aux_modalities}
@@ -205,7 +232,7 @@ class ModalityAwareQFormer(nn.Module):
             empty = torch.zeros(batch_size, 0, self.out_width, device=device, dtype=dtype)
             return QFormerOutput(empty, torch.zeros(batch_size, 0, dtype=torch.bool, device=device), names)
 
-        blocks, block_masks, attention = [], [], {}
+        blocks, block_masks, attention, readout_attention = [], [], {}, {}
         for index, modality in enumerate(self.aux_modalities):
             queries = self.unimodal_queries[modality.value].unsqueeze(0).expand(batch_size, -1, -1)
             features = aux.get(modality)
@@ -215,9 +242,21 @@ class ModalityAwareQFormer(nn.Module):
             else:
                 present = features.present.to(device) & features.mask.any(dim=1).to(device)
                 keys = self.input_projections[modality.value](features.tokens.to(device=device, dtype=dtype))
+                key_mask = features.mask.to(device)
+                with_readout = modality.value in self.readout_projections
+                if with_readout:
+                    if features.readout is None:
+                        raise ValueError(f"this Q-former reads the {modality.value} readout; none was given")
+                    readout = self.readout_projections[modality.value](features.readout.to(device=device, dtype=dtype))
+                    keys = torch.cat([readout.unsqueeze(1), keys], dim=1)
+                    key_mask = torch.cat([present.unsqueeze(1), key_mask], dim=1)
                 block = queries
                 for layer in self.unimodal_blocks[modality.value]:
-                    block, weights = layer(block, keys, features.mask.to(device), return_attention)
+                    block, weights = layer(block, keys, key_mask, return_attention)
+                if return_attention and with_readout:
+                    share = weights[..., 0]
+                    readout_attention[modality.value] = share
+                    weights = weights[..., 1:] / (1.0 - share).clamp_min(1e-12).unsqueeze(-1)
                 if return_attention:
                     attention[modality.value] = weights
             blocks.append(block + self.block_embedding[index])
@@ -238,7 +277,7 @@ class ModalityAwareQFormer(nn.Module):
         # Zero the masked tokens as well, so that nothing downstream can depend on them even if
         # a backbone ignored the mask (it must not; this is a second guard).
         tokens = tokens * mask.unsqueeze(-1).to(tokens.dtype)
-        return QFormerOutput(tokens, mask, names, attention)
+        return QFormerOutput(tokens, mask, names, attention, readout_attention)
 
 
 def _compatible_heads(width: int, wanted: int) -> int:

@@ -75,6 +75,9 @@ class TrainConfig:
         anchor is unchanged at initialisation); ``False`` injects it at full strength.
     pool_extra
         Pool each anchored pass over ``H_a`` too (default: the anchor's own tokens only).
+    readout_keys
+        The Q-former also reads each auxiliary modality's readout (its pooled feature) as one
+        more key of the modality's block (default: tokens only, as in the paper).
     cross_fit_folds
         Folds of the cross-fitting of the auxiliary features of training subjects for
         modalities whose phase 1 changes the backbone (:mod:`.cross_fitting`); ``0`` turns
@@ -100,6 +103,7 @@ class TrainConfig:
     qformer_width: int = 256
     gated: bool = True
     pool_extra: bool = False
+    readout_keys: bool = False
     cross_fit_folds: int = 5
     lora: LoraSettings = field(default_factory=LoraSettings)
     aggregation: str = "auto"
@@ -115,7 +119,7 @@ class TrainConfig:
     def round_options(self) -> dict[str, Any]:
         """Keyword arguments of :meth:`AnchorADModel.add_round` besides anchor, ``N_q`` and LoRA."""
         return {"num_heads": self.qformer_heads, "depth": self.qformer_depth, "qformer_width": self.qformer_width,
-                "gated": self.gated, "pool_extra": self.pool_extra}
+                "gated": self.gated, "pool_extra": self.pool_extra, "readout_keys": self.readout_keys}
 
     @property
     def modalities(self) -> tuple[Modality, ...]:

@@ -172,6 +172,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "no-gate": ("without the gate (H_a at full strength)", {"gated": False}),
     "pool-extra": ("pooled over H_a too", {"pool_extra": True}),
     "in-sample": ("with in-sample phase-1 features", {"cross_fit_folds": 0}),
+    "readout-keys": ("Q-former reads the readouts too", {"readout_keys": True}),
 }
 
 

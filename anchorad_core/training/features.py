@@ -72,7 +72,8 @@ class FeatureCache:
                 tokens[i, : r.shape[0]] = r
                 mask[i, : r.shape[0]] = True
         present = torch.tensor([r is not None for r in rows], dtype=torch.bool)
-        return AuxiliaryFeatures(tokens, mask, present)
+        readout, _ = self.pooled_batch(modality, subject_ids)
+        return AuxiliaryFeatures(tokens, mask, present, readout)
 
     def aux_for_anchor(self, anchor: Modality, subject_ids: list[str]) -> dict[Modality, AuxiliaryFeatures]:
         """Auxiliary features of every cached modality except ``anchor``."""
