@@ -442,8 +442,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=1, help="repeated stratified CV: reshuffle and rerun this many times")
     p.add_argument("--ablation", default="",
-                   help="phase-2 ablations, comma-separated: nq=K, width=W, no-gate, pool-extra, in-sample "
-                        "(e.g. nq=0,nq=16,no-gate,pool-extra,width=128,in-sample; each retrains phase 2 per fold)")
+                   help="phase-2 ablations, comma-separated: nq=K, width=W, no-gate, pool-extra, in-sample, "
+                        "readout-keys (e.g. nq=0,no-gate,pool-extra,width=128,in-sample; each retrains phase 2 "
+                        "per fold)")
     p.add_argument("--out", help="folder for results.json and results.csv")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     training(p)
