@@ -308,12 +308,12 @@ class _Context:
         if self.e is not None:
             atts = [r.attribution for r in self.e.rounds if r.attribution is not None]
             steps = "/".join(str(a.n_steps) for a in atts) or str(self.e.n_steps)
-            fig.text(0.06, 0.055, _ellipsize(
+            fig.text(0.06, 0.07, textwrap.fill(
                 f"Explanations: attention = Q-former cross-attention; attributions = Integrated Gradients of "
                 f"p({self.e.target}) per round, {steps} steps (|delta| ≤ {DELTA_TOLERANCE:.0%} of |f(x) − f(baseline)| "
                 f"{'met in every round' if all(a.converged for a in atts) else 'NOT met in every round'}). "
-                f"Pages 2–{self.page_no + self._n_round_pages()}.", 170),
-                fontsize=7.5, color="0.3" if all(a.converged for a in atts) else "#a00000")
+                f"Pages 2–{self.page_no + self._n_round_pages()}.", 150),
+                fontsize=7.5, va="top", color="0.3" if all(a.converged for a in atts) else "#a00000")
         return fig
 
     def _n_round_pages(self) -> int:
