@@ -28,8 +28,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .errors import AnchorADError
-from .explain.attention import NEAR_UNIFORM_ENTROPY, NEAR_UNIFORM_MAX_RATIO
-from .explain.attributions import DELTA_TOLERANCE, MAX_N_STEPS, SMRI_BASELINE_SIGMA
+from .explain.attention import NEAR_UNIFORM_RULE
+from .explain.attributions import BASELINES_TEXT, DELTA_TOLERANCE, MAX_N_STEPS
 
 __all__ = ["write_report", "report_subject", "ReportExistsError", "RESEARCH_USE_ONLY"]
 
@@ -726,15 +726,12 @@ class _Context:
         if self.e is not None:
             methods.append(
                 f"Attention uniformity per block over its n valid keys: normalised entropy H/log(n) and max/uniform "
-                f"(max weight × n); near uniform (entropy ≥ {NEAR_UNIFORM_ENTROPY}, max/uniform < "
-                f"{NEAR_UNIFORM_MAX_RATIO:g}): no top items listed. Colours: weight / uniform.")
+                f"(max weight × n); near uniform ({NEAR_UNIFORM_RULE}): no top items listed. Colours: weight / uniform.")
             methods.append(
                 f"Attributions: Captum LayerIntegratedGradients of the round's p({self.e.target}) (Gauss-Legendre; steps "
                 f"doubled from {self.e.n_steps} up to {MAX_N_STEPS} until |delta| ≤ {DELTA_TOLERANCE:.0%} of "
-                "|f(x) − f(baseline)|, delta = sum of attributions − (f(x) − f(baseline)), per round); sMRI input "
-                f"(baseline: the image blurred, Gaussian sigma {SMRI_BASELINE_SIGMA:g} voxels), fMRI input (baseline 0), "
-                "text/DNA embeddings (baseline: pad tokens); auxiliaries through the Q-former with their "
-                "phase-1 backbones. sMRI maps: brain only, per Schaefer-400 parcel or smoothed (see captions).")
+                f"|f(x) − f(baseline)|, delta = sum of attributions − (f(x) − f(baseline)), per round); {BASELINES_TEXT}; "
+                "auxiliaries through the Q-former with their phase-1 backbones. sMRI maps: brain only, per Schaefer-400 parcel or smoothed (see captions).")
             methods.append("Explanation time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.e.timings.items()))
         methods.append("Attention and attributions describe what the model used, not disease biology; they are "
                        "not validated as biomarkers.")

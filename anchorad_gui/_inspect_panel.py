@@ -355,7 +355,7 @@ class InspectPanel(QWidget):
             self.info_label.setText(f"Cross-modal queries' attention per auxiliary block: {shares}.<br>{line}.")
             self._plain_note("Choose the clinical-text queries to highlight words.")
             return
-        from anchorad_core.explain.attention import relative_map
+        from anchorad_core.explain.attention import NEAR_UNIFORM_RULE, relative_map
 
         aux = Modality.parse(choice.block)
         desc = f"{anchor_title} round, {aux.title} queries (Q-former attention, weight / uniform)"
@@ -396,7 +396,7 @@ class InspectPanel(QWidget):
         if near:
             verdict = f"<b>{_html(uni.verdict())}</b>"
         elif uni is not None:
-            verdict = f"<b>not uniform</b> (margin: {_html(uni.to_dict()['margin'])})"
+            verdict = f"<b>not uniform</b> (margin: {_html(NEAR_UNIFORM_RULE)})"
         else:
             verdict = ""
         self.info_label.setText(

@@ -46,6 +46,7 @@ __all__ = [
     "relative_map",
     "NEAR_UNIFORM_ENTROPY",
     "NEAR_UNIFORM_MAX_RATIO",
+    "NEAR_UNIFORM_RULE",
 ]
 
 #: Tolerance of the "rows sum to 1" check (float32 softmax).
@@ -59,6 +60,9 @@ NEAR_UNIFORM_ENTROPY = 0.98
 #: ... and no key at or above this multiple of the uniform weight (one key at twice its share
 #: among thousands barely moves the entropy, but it does stand out).
 NEAR_UNIFORM_MAX_RATIO = 2.0
+
+#: The near-uniform rule in words (for the GUI, the report and the JSON).
+NEAR_UNIFORM_RULE = f"normalised entropy >= {NEAR_UNIFORM_ENTROPY} and max/uniform < {NEAR_UNIFORM_MAX_RATIO:g}"
 
 
 @dataclass(frozen=True)
@@ -100,14 +104,13 @@ class Uniformity:
         if self.near_uniform:
             return f"near uniform (normalised entropy {self.entropy:.3f}): no region stands out"
         return (f"not uniform (normalised entropy {self.entropy:.3f}, max/uniform {self.max_ratio:.2f}x; "
-                f"near-uniform margin: entropy >= {NEAR_UNIFORM_ENTROPY} and max/uniform < "
-                f"{NEAR_UNIFORM_MAX_RATIO:g})")
+                f"near-uniform margin: {NEAR_UNIFORM_RULE})")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "n_valid_keys": self.n_keys, "normalised_entropy": self.entropy, "max_over_uniform": self.max_ratio,
             "min_over_uniform": self.min_ratio, "uniform_weight": self.uniform, "near_uniform": self.near_uniform,
-            "margin": f"normalised entropy >= {NEAR_UNIFORM_ENTROPY} and max/uniform < {NEAR_UNIFORM_MAX_RATIO:g}",
+            "margin": NEAR_UNIFORM_RULE,
         }
 
 

@@ -48,6 +48,7 @@ chunk is hardly faster), so a run costs about ``n_steps`` forward/backward passe
 """
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -61,10 +62,15 @@ from ..fusion.qformer import AuxiliaryFeatures
 from ..modality import Modality
 from .maps import ModalityMap, base_map, brain_volume_attribution, roi_map_from_series, volume_from_cube, word_map
 
-__all__ = ["RoundAttribution", "round_attributions", "SMRI_BASELINE_SIGMA", "DEFAULT_N_STEPS", "DELTA_TOLERANCE", "DELTA_FLOOR", "MAX_N_STEPS"]
+__all__ = ["RoundAttribution", "round_attributions", "SMRI_BASELINE_SIGMA", "BASELINES_TEXT", "DEFAULT_N_STEPS",
+           "DELTA_TOLERANCE", "DELTA_FLOOR", "MAX_N_STEPS"]
 
 #: Gaussian sigma (cube voxels) of the blurred sMRI baseline.
 SMRI_BASELINE_SIGMA = 2.0
+#: The baselines in words (for the report and the JSON).
+BASELINES_TEXT = (f"input-level for sMRI (baseline: the image blurred, Gaussian sigma {SMRI_BASELINE_SIGMA:g} "
+                  "cube voxels) and fMRI (baseline 0, the series' mean), embedding-level for text/DNA (baseline: "
+                  "pad tokens)")
 #: Default number of IG steps (Gauss-Legendre); enough for a small delta on the demo bundle.
 DEFAULT_N_STEPS = 16
 
@@ -327,12 +333,8 @@ def round_attributions(
     ibs = internal_batch_size
 
     def _run(steps: int, recorder: "_Recorder | None") -> list:
-        with torch.enable_grad():
-            if recorder is not None:
-                with recorder:
-                    out = _attribute(lig, inputs, baselines, target, steps, ibs)
-            else:
-                out = _attribute(lig, inputs, baselines, target, steps, ibs)
+        with torch.enable_grad(), (recorder if recorder is not None else contextlib.nullcontext()):
+            out = _attribute(lig, inputs, baselines, target, steps, ibs)
         return [out] if len(layers) == 1 else list(out)
 
     recorder = _Recorder(fn, layers)
@@ -504,7 +506,7 @@ def _map_attribution(modality: Modality, attr: torch.Tensor, model: Any, subject
         # the brain, per parcel or smoothed (voxel-wise IG is speckle the model cannot resolve)
         voxels = volume_from_cube(attr[0].sum(dim=0).numpy(), subject.smri_geometry)
         info = getattr(subject, "fmri_info", None) or {}
-        return brain_volume_attribution(voxels, _native_t1(subject), subject.smri_geometry,
+        return brain_volume_attribution(voxels, lambda: _native_t1(subject), subject.smri_geometry,
                                         str(info.get("atlas") or "schaefer400_17n"))
     if modality is Modality.FMRI:
         info = getattr(subject, "fmri_info", None) or {}

@@ -19,7 +19,7 @@ The constructors here take per-token scores (attention) or per-input-element sco
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -206,7 +206,8 @@ def _on_atlas_grid(shape: Sequence[int], affine: np.ndarray, atlas: str) -> bool
 
 
 def brain_volume_attribution(
-    vmap: VolumeMap, t1: "np.ndarray | None", geometry: SmriGeometry, atlas: str = "schaefer400_17n",
+    vmap: VolumeMap, t1: "np.ndarray | Callable[[], np.ndarray | None] | None", geometry: SmriGeometry,
+    atlas: str = "schaefer400_17n",
     foreground_threshold: float = 0.1,
 ) -> VolumeMap:
     """A voxel attribution map restricted to the brain, at a resolution the model can resolve.
@@ -220,7 +221,9 @@ def brain_volume_attribution(
       inside it (normalised convolution, sigma :data:`SMOOTH_SIGMA_CUBE_VOXELS` cube voxels).
 
     The raw voxel map is kept in ``voxels``; ``caption`` says which was done and
-    ``outside_share`` how much of ``sum |attribution|`` lies outside the kept region.
+    ``outside_share`` how much of ``sum |attribution|`` lies outside the kept region. ``t1`` (the
+    native T1, for the foreground) may be a function returning it: it is then read only when the
+    map is not on the atlas grid.
     """
     raw = np.asarray(vmap.data, dtype=np.float32)
     absolute = float(np.abs(raw).sum()) or 1.0
@@ -240,6 +243,8 @@ def brain_volume_attribution(
         return VolumeMap(data, vmap.affine, vmap.cube, vmap.total, caption, raw, parcels, outside)
     from scipy.ndimage import gaussian_filter
 
+    if callable(t1):
+        t1 = t1()
     if t1 is not None and np.shape(t1)[:3] == raw.shape:
         t1 = np.asarray(t1, dtype=np.float32).reshape(raw.shape)
         mask = t1 > foreground_threshold * float(np.percentile(t1, 99))

@@ -39,8 +39,10 @@ from ..data.fileio import atomic_path
 from ..io_utils import atomic_write_json, atomic_write_text
 from ..modality import Modality
 from ..progress import SILENT, Progress
-from .attention import NEAR_UNIFORM_ENTROPY, NEAR_UNIFORM_MAX_RATIO, BlockAttention, round_attention
-from .attributions import DEFAULT_N_STEPS, DELTA_TOLERANCE, MAX_N_STEPS, RoundAttribution, round_attributions
+from .attention import NEAR_UNIFORM_RULE, BlockAttention, round_attention
+from .attributions import (
+    BASELINES_TEXT, DEFAULT_N_STEPS, DELTA_TOLERANCE, MAX_N_STEPS, RoundAttribution, round_attributions,
+)
 from .maps import BaseMap, ModalityMap, RoiMap, VolumeMap, WordMap, paint_atlas
 
 __all__ = ["RoundExplanation", "SubjectExplanation", "explain_subject", "MISSING_RULE"]
@@ -150,13 +152,12 @@ class SubjectExplanation:
             "attention": "Q-former cross-attention, last layer of each block, mean over heads and queries",
             "attention_uniformity": (
                 "per block over its valid keys: normalised entropy H/log(n) (1 = uniform) and max/uniform "
-                f"= max weight x n; near uniform when entropy >= {NEAR_UNIFORM_ENTROPY} and max/uniform < "
-                f"{NEAR_UNIFORM_MAX_RATIO:g}: then no top items are listed (no region stands out)"
+                f"= max weight x n; near uniform when {NEAR_UNIFORM_RULE}: then no top items are listed (no "
+                "region stands out)"
             ),
             "attribution": (
                 "Captum LayerIntegratedGradients of the round's probability of the explained class; "
-                "input-level for sMRI/fMRI (baseline 0), embedding-level for text/DNA (baseline: pad "
-                "tokens); auxiliary inputs through the Q-former with their phase-1 backbones (LoRA off)"
+                f"{BASELINES_TEXT}; auxiliary inputs through the Q-former with their phase-1 backbones (LoRA off)"
             ),
             "rounds": rounds,
             "timings_s": self.timings,
@@ -177,6 +178,7 @@ def _write_npy(path: Path, array: np.ndarray) -> Path:
 
 
 def nib_image(data: np.ndarray, affine: np.ndarray) -> Any:
+    """A float32 NIfTI image in mm of ``data`` on ``affine``."""
     import nibabel as nib
 
     img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine)
@@ -193,13 +195,9 @@ def _write_nifti(path: Path, img: Any) -> Path:
 
 
 def _save_map(mp: ModalityMap, folder: Path, stem: str, atlas: str) -> list[Path]:
-    import nibabel as nib
-
     out: list[Path] = []
     if isinstance(mp, VolumeMap):
-        img = nib.Nifti1Image(mp.data.astype(np.float32), mp.affine)
-        img.header.set_xyzt_units("mm")
-        out.append(_write_nifti(folder / f"{stem}_T1w.nii.gz", img))
+        out.append(_write_nifti(folder / f"{stem}_T1w.nii.gz", nib_image(mp.data, mp.affine)))
     elif isinstance(mp, RoiMap):
         table = mp.table()
         out.append(atomic_write_text(folder / f"{stem}_rois.tsv", table.to_csv(sep="\t", index=False, float_format="%.6g")))
