@@ -235,7 +235,10 @@ class BrainJEPABackbone(ModalityBackbone):
                 "expects Brain-JEPA's data/gradient_mapping_450.csv)")
         self.gradient_path = str(gradient_path)
         self._gradient_file = resolve_path(self.gradient_path, base_dir)
-        gradient = load_gradient_csv(self._gradient_file)
+        with torch.device("cpu"):  # read once on the CPU, also when the model is built on the meta device
+            gradient_rows = load_gradient_csv(self._gradient_file)
+        # the buffer goes where the model is being built (the meta device when sizing)
+        gradient = gradient_rows.to(torch.empty(0).device)
         if gradient.shape[1] != self.n_rois:
             raise ConfigError(
                 f"gradient CSV has {gradient.shape[1]} rows but the backbone is configured for "
@@ -248,9 +251,7 @@ class BrainJEPABackbone(ModalityBackbone):
         if readout == "connectivity":
             if not 2 <= self.connectivity_groups <= self.n_rois:
                 raise ConfigError(f"connectivity_groups must be in [2, {self.n_rois}], got {connectivity_groups}")
-            with torch.device("cpu"):  # also when the model is built on the meta device for sizing
-                rows = load_gradient_csv(self._gradient_file)[0].numpy()
-            groups = gradient_groups(rows, self.connectivity_groups)
+            groups = gradient_groups(gradient_rows[0].numpy(), self.connectivity_groups)
             #: Network index of every ROI for the connectivity readout (rebuilt from the gradients).
             self.register_buffer("roi_groups", torch.from_numpy(groups), persistent=False)
 
@@ -335,12 +336,14 @@ class BrainJEPABackbone(ModalityBackbone):
         extra_tokens: "torch.Tensor | None",
         extra_mask: "torch.Tensor | None",
     ) -> "tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]":
-        """:meth:`encode` plus the own tokens' residual stream before ``norm``."""
+        """:meth:`encode` plus the own tokens' residual stream before ``norm``, minus the
+        positional embedding (the part the connectivity readout reads)."""
         if series.ndim != 4 or tuple(series.shape[1:]) != (1, self.n_rois, self.n_frames):
             raise InputDataError(
                 f"expected a (B, 1, {self.n_rois}, {self.n_frames}) series tensor, got {tuple(series.shape)}")
         x = self.patch_embed(series)
-        x = x + self.positional_embedding()
+        position = self.positional_embedding()
+        x = x + position
         n = x.shape[1]
         valid = None
         key_mask = None
@@ -360,7 +363,7 @@ class BrainJEPABackbone(ModalityBackbone):
         with extra_keys(is_extra):
             for block in self.blocks:
                 x = block(x, key_mask)
-        stream = x[:, :n]
+        stream = x[:, :n] - position.to(x.dtype)
         x = self.norm(x)
         if extra_tokens is None:
             return x, None, stream
@@ -368,15 +371,12 @@ class BrainJEPABackbone(ModalityBackbone):
             return x, x.new_zeros(extra_tokens.shape[0], extra_tokens.shape[1], self.width), stream
         return x[:, :n], x[:, n:].masked_fill(~valid[..., None], 0.0), stream
 
-    def _readout(self, token_mean: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
-        """``fc_norm(token_mean)``, plus the network similarities with ``readout="connectivity"``."""
-        pooled = self.fc_norm(token_mean)
+    def _connectivity(self, stream: torch.Tensor) -> list[torch.Tensor]:
+        """The network similarities of ``readout="connectivity"`` (none for ``"mean"``)."""
         if self.readout == "mean":
-            return pooled
-        centred = stream - self.positional_embedding().to(stream.dtype)
-        per_roi = centred.reshape(stream.shape[0], self.n_rois, -1)
-        similarity = network_similarity(per_roi.float(), self.roi_groups, self.connectivity_groups)
-        return torch.cat([pooled, similarity.to(pooled.dtype)], dim=1)
+            return []
+        per_roi = stream.reshape(stream.shape[0], self.n_rois, -1)
+        return [network_similarity(per_roi.float(), self.roi_groups, self.connectivity_groups).to(stream.dtype)]
 
     def forward(
         self,
@@ -391,7 +391,8 @@ class BrainJEPABackbone(ModalityBackbone):
         """
         tokens, extra, stream = self._encode(batch["series"], extra_tokens, extra_mask)
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        pooled = self._readout(tokens.mean(dim=1), stream)
+        connectivity = self._connectivity(stream)
+        pooled = torch.cat([self.fc_norm(tokens.mean(dim=1)), *connectivity], dim=1)
         if extra is None:
             return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=None)
         valid = extra_token_mask(extra_mask, extra.shape[:2], tokens.device)
@@ -399,8 +400,8 @@ class BrainJEPABackbone(ModalityBackbone):
             with_extra = pooled
         else:
             weights = valid.to(tokens.dtype)[..., None]
-            with_extra = self._readout(
-                (tokens.sum(dim=1) + (extra * weights).sum(dim=1)) / (tokens.shape[1] + weights.sum(dim=1)), stream)
+            mean = (tokens.sum(dim=1) + (extra * weights).sum(dim=1)) / (tokens.shape[1] + weights.sum(dim=1))
+            with_extra = torch.cat([self.fc_norm(mean), *connectivity], dim=1)
         return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=extra, pooled_with_extra=with_extra)
 
     # ------------------------------------------------------------------ config

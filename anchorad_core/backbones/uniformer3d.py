@@ -407,21 +407,20 @@ class UniFormer3DBackbone(ModalityBackbone):
         tokens = stages.x4.flatten(2).transpose(1, 2)
         b, n, _ = tokens.shape
         mask = torch.ones(b, n, dtype=torch.bool, device=tokens.device)
-        pooled = self._readout(stages, tokens.mean(dim=1))
+        pyramid = self._pyramid(stages, tokens.dtype)
+        pooled = torch.cat([tokens.mean(dim=1), *pyramid], dim=1)
         if extra is None:
             return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=None)
         valid = extra_token_mask(extra_mask, extra.shape[:2], extra.device)
-        return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=extra,
-                              pooled_with_extra=self._readout(stages, _pool_with_extras(tokens, extra, valid)))
+        with_extra = torch.cat([_pool_with_extras(tokens, extra, valid), *pyramid], dim=1)
+        return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=extra, pooled_with_extra=with_extra)
 
-    def _readout(self, stages: UniFormerStages, token_mean: torch.Tensor) -> torch.Tensor:
-        """The pooled feature: ``token_mean`` alone, or with the pyramid of stages 1-2."""
+    def _pyramid(self, stages: UniFormerStages, dtype: torch.dtype) -> list[torch.Tensor]:
+        """The ``"pyramid"`` readout's part besides the token mean: stages 1-2 pooled to 2³ (none for ``"mean"``)."""
         if self.readout == "mean":
-            return token_mean
+            return []
         # pooled in float32: a half-precision average over 4096 voxels per cell loses the signal
-        pyramid = [F.adaptive_avg_pool3d(x.float(), _PYRAMID_GRID).flatten(1).to(token_mean.dtype)
-                   for x in (stages.x1, stages.x2)]
-        return torch.cat([token_mean, *pyramid], dim=1)
+        return [F.adaptive_avg_pool3d(x.float(), _PYRAMID_GRID).flatten(1).to(dtype) for x in (stages.x1, stages.x2)]
 
     def forward_stages(self, image: torch.Tensor) -> UniFormerStages:
         """The original ``UniFormer.forward``: ``(x0, x1, x2, x3, x4)`` for ``(B, C, X, Y, Z)``.
