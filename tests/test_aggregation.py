@@ -88,3 +88,20 @@ def test_stacking_learns_to_ignore_a_useless_round_and_selection_prefers_it():
 def test_stacking_without_a_stacker_is_a_clear_error():
     with pytest.raises(ConfigError, match="stacker"):
         aggregate(P, torch.ones(3, 1, dtype=torch.bool), "stacking")
+
+
+def test_selection_keeps_the_mean_unless_another_rule_is_better_by_more_than_one_standard_error():
+    import numpy as np
+
+    from anchorad_core.fusion.aggregation import one_standard_error_choice
+
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.3, 0.9, 40)
+    z = rng.normal(0, 1, 40)
+    z = (z - z.mean()) / z.std(ddof=1)
+    noisy = base - (0.02 + 0.3 * z)  # lower by 0.02 on average; SE of the gain 0.3 / sqrt(40) = 0.047
+    clear = base - (0.2 + 0.05 * z)  # lower by 0.2; SE 0.008
+    assert noisy.mean() < base.mean()
+    assert one_standard_error_choice({"mean": base, "confidence": noisy}, "mean") == "mean"
+    assert one_standard_error_choice({"mean": base, "confidence": noisy, "stacking": clear}, "mean") == "stacking"
+    assert one_standard_error_choice({"mean": base}, "mean") == "mean"

@@ -16,9 +16,13 @@ Every rule takes ``probabilities`` ``(R, B, K)`` (round, subject, class) and ``p
 - ``stacking`` (binary tasks): a logistic regression on the rounds' logits fitted on the
   validation split (:func:`fit_stacker`); a missing round contributes logit 0.
 
-:func:`select_rule` picks the rule with the lowest validation log-loss (stacking scored by
-cross-validation inside the validation split, since it is fitted there); that is the
-bundle's default rule, and the report says which and why.
+:func:`select_rule` picks the bundle's default rule on the validation split with the
+one-standard-error rule (Breiman et al. 1984; Hastie et al., *Elements of Statistical
+Learning* §7.10): the paper's ``mean`` unless another rule's per-subject log-loss is lower
+by more than the standard error of the paired difference (stacking scored by
+cross-validation inside the validation split, since it is fitted there). With a few dozen
+validation subjects the rules' losses differ by less than their noise, and picking the
+lowest one picks noise; the report says which rule and why.
 """
 from __future__ import annotations
 
@@ -200,27 +204,54 @@ def select_rule(
     temperatures: Sequence[float],
     stacker: "dict[str, Any] | None",
 ) -> tuple[str, dict[str, float]]:
-    """The rule with the lowest validation log-loss, and every rule's validation log-loss."""
-    from sklearn.metrics import log_loss
+    """The default rule by the one-standard-error rule, and every rule's validation log-loss.
 
+    Returns
+    -------
+    tuple
+        ``(rule, scores)``: ``mean`` unless the rule with the largest mean per-subject gain
+        in log-loss over ``mean`` gains more than the standard error of that gain;
+        ``scores`` maps each rule to its mean validation log-loss.
+    """
     labels = np.asarray(labels)
     if len(labels) == 0 or len(np.unique(labels)) < 2:
         return "mean", {}
     p = torch.as_tensor(np.nan_to_num(probabilities, nan=0.5))
     mask = torch.as_tensor(present)
-    scores: dict[str, float] = {}
-    classes = list(range(probabilities.shape[-1]))
-    def loss(probs: np.ndarray) -> float:
-        probs = np.clip(probs, 1e-7, 1.0)
-        return float(log_loss(labels, probs / probs.sum(axis=1, keepdims=True), labels=classes))
+    rows = np.arange(len(labels))
 
-    for rule in ("mean", "confidence", "validation"):
-        scores[rule] = loss(aggregate(p, mask, rule, round_weights, temperatures).numpy())
+    def subject_losses(probs: np.ndarray) -> np.ndarray:
+        probs = np.clip(probs, 1e-7, 1.0)
+        return -np.log((probs / probs.sum(axis=1, keepdims=True))[rows, labels.astype(int)])
+
+    losses = {rule: subject_losses(aggregate(p, mask, rule, round_weights, temperatures).numpy())
+              for rule in ("mean", "confidence", "validation")}
     if stacker is not None:
         stacked = stacking_cv_probabilities(np.nan_to_num(probabilities, nan=0.5), present, labels)
         if stacked is not None:
-            scores["stacking"] = loss(stacked)
-    return min(scores, key=scores.__getitem__), scores
+            losses["stacking"] = subject_losses(stacked)
+    return one_standard_error_choice(losses, "mean"), {rule: float(v.mean()) for rule, v in losses.items()}
+
+
+def one_standard_error_choice(losses: "dict[str, np.ndarray]", default: str) -> str:
+    """``default`` unless another entry's mean loss is lower by more than one standard error.
+
+    Parameters
+    ----------
+    losses
+        Per-subject losses of each candidate, all on the same subjects.
+    default
+        The simplest candidate, kept unless another one is clearly better.
+    """
+    best, best_gain = default, 0.0
+    for name, values in losses.items():
+        if name == default:
+            continue
+        gain = losses[default] - values  # paired, per subject
+        se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else float("inf")
+        if gain.mean() > se and gain.mean() > best_gain:
+            best, best_gain = name, float(gain.mean())
+    return best
 
 
 def _round_logits(probabilities: torch.Tensor) -> torch.Tensor:

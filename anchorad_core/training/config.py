@@ -11,6 +11,8 @@ from ..fusion.lora import LoraSettings
 from ..modality import ALL_MODALITIES, Modality
 
 PHASE1_MODES = ("full", "lora", "head", "lp-ft", "lp-lora")
+#: Default RAM budget (MB) of the auxiliary-feature cache before it spills to a memory-mapped file.
+DEFAULT_CACHE_RAM_MB = 2048.0
 
 
 @dataclass
@@ -85,12 +87,20 @@ class TrainConfig:
     lora
         LoRA settings of the anchored rounds.
     aggregation
-        Default aggregation rule of the bundle; ``auto`` (default) picks the rule with the
-        lowest validation log-loss (:func:`~anchorad_core.fusion.aggregation.select_rule`).
+        Default aggregation rule of the bundle; ``auto`` (default) keeps the paper's mean unless
+        another rule's validation log-loss is lower by more than one standard error
+        (:func:`~anchorad_core.fusion.aggregation.select_rule`).
     val_fraction
         Fraction of the training subjects held out for early stopping and aggregation weights.
     seed
         Seed of every random choice (splits, initialisation, shuffling).
+    gradient_checkpointing
+        Recompute each transformer layer of the Hugging Face backbones (``hf-text``,
+        ``nucleotide-transformer``) in the backward pass instead of keeping its activations
+        (:mod:`.gradient_checkpointing`); the same gradients for less memory and more time.
+    feature_cache_ram_mb
+        RAM budget of the auxiliary-feature cache (:class:`~.features.FeatureCache`, float16
+        tokens): beyond it the cache moves to a memory-mapped file in a temporary folder.
     """
 
     backbones: dict[str, Any] = field(default_factory=dict)
@@ -109,12 +119,19 @@ class TrainConfig:
     aggregation: str = "auto"
     val_fraction: float = 0.2
     seed: int = 0
+    gradient_checkpointing: bool = False
+    feature_cache_ram_mb: float = DEFAULT_CACHE_RAM_MB
 
     def __post_init__(self) -> None:
         if self.aggregation not in RULES + ("auto",):
             raise ConfigError(f"unknown aggregation rule {self.aggregation!r}")
         if self.num_queries < 0:
             raise ConfigError("num_queries must be >= 0")
+        if not isinstance(self.gradient_checkpointing, bool):
+            raise ConfigError(f"gradient_checkpointing must be true or false, got {self.gradient_checkpointing!r}")
+        budget = self.feature_cache_ram_mb
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget >= 0:
+            raise ConfigError(f"feature_cache_ram_mb must be a number of megabytes >= 0, got {budget!r}")
 
     def round_options(self) -> dict[str, Any]:
         """Keyword arguments of :meth:`AnchorADModel.add_round` besides anchor, ``N_q`` and LoRA."""

@@ -17,11 +17,13 @@ from ..progress import SILENT, Progress
 from .config import TrainConfig
 from .cross_fitting import cross_fit_cache
 from .features import FeatureCache
+from .gradient_checkpointing import enable_gradient_checkpointing
 from .inputs import CohortInputs
 from .loop import TrainHistory
 from .run_state import RunState
 from .phase1 import train_phase1
 from .phase2 import anchored_probabilities, train_phase2
+from .profile import timed
 
 
 @dataclass
@@ -53,12 +55,18 @@ def build_model(
     load_weights: bool = True,
     device: "torch.device | str" = "cpu",
 ) -> AnchorADModel:
-    """Instantiate the backbones of ``config`` and an untrained model around them."""
+    """Instantiate the backbones of ``config`` and an untrained model around them.
+
+    With ``config.gradient_checkpointing`` the Hugging Face backbones checkpoint their layers
+    (:func:`~.gradient_checkpointing.enable_gradient_checkpointing`; the others are unchanged).
+    """
     torch.manual_seed(config.seed)
     backbones = {}
     for modality in config.modalities:
         backbones[modality] = build_backbone(config.backbones[modality.value], base_dir=base_dir,
                                              load_weights=load_weights)
+        if config.gradient_checkpointing:
+            enable_gradient_checkpointing(backbones[modality])
     return AnchorADModel(backbones, labels).to(device)
 
 
@@ -95,32 +103,31 @@ def run_phase1(
     With a ``run`` folder, finished modalities are loaded instead of retrained and an
     interrupted one resumes from its last epoch.
     """
-    import time
-
-    seed_everything(config.seed)
-    model = build_model(config, labels, device=device)
-    result = TrainingResult(model)
+    seconds: dict[str, float] = {}
+    with timed(seconds, "phase1.build"):
+        seed_everything(config.seed)
+        model = build_model(config, labels, device=device)
+    result = TrainingResult(model, seconds=seconds)
     for i, modality in enumerate(model.modalities):
         stage = f"phase1.{modality.value}"
-        start = time.perf_counter()
-        if run is not None and run.is_done(stage):
-            saved = run.stage_result(stage)
-            model.backbone(modality).load_state_dict(saved["backbone"])
-            model.heads[modality.value].load_state_dict(saved["head"])
-            model.backbone(modality).requires_grad_(False)
-            result.phase1[modality.value] = TrainHistory(**saved["history"])
-        else:
-            result.phase1[modality.value] = train_phase1(
-                model, modality, train, val, config.phase1[modality.value], config.seed + i, progress,
-                checkpoint=run.epoch_file(stage) if run is not None else None, accelerator=accelerator,
-            )
-            if run is not None:
-                run.finish_stage(stage, {
-                    "backbone": base_state_dict(model.backbone(modality)),
-                    "head": model.heads[modality.value].state_dict(),
-                    "history": result.phase1[modality.value].to_dict(),
-                })
-        result.seconds[stage] = time.perf_counter() - start
+        with timed(result.seconds, stage):
+            if run is not None and run.is_done(stage):
+                saved = run.stage_result(stage)
+                model.backbone(modality).load_state_dict(saved["backbone"])
+                model.heads[modality.value].load_state_dict(saved["head"])
+                model.backbone(modality).requires_grad_(False)
+                result.phase1[modality.value] = TrainHistory(**saved["history"])
+            else:
+                result.phase1[modality.value] = train_phase1(
+                    model, modality, train, val, config.phase1[modality.value], config.seed + i, progress,
+                    checkpoint=run.epoch_file(stage) if run is not None else None, accelerator=accelerator,
+                )
+                if run is not None:
+                    run.finish_stage(stage, {
+                        "backbone": base_state_dict(model.backbone(modality)),
+                        "head": model.heads[modality.value].state_dict(),
+                        "history": result.phase1[modality.value].to_dict(),
+                    })
         if config.phase1[modality.value].mode == "head" and _loads_pretrained(config.backbones[modality.value]):
             model.pretrained_frozen.add(modality.value)
     return result
@@ -137,41 +144,40 @@ def run_phase2(
     accelerator: Any = None,
 ) -> TrainingResult:
     """Train one anchored round per modality on the cached auxiliary features."""
-    import time
-
     model = result.model
     val_losses = {}
     for i, anchor in enumerate(model.modalities):
         stage = f"phase2.{anchor.value}"
-        start = time.perf_counter()
-        if run is not None and run.is_done(stage):
-            saved = run.stage_result(stage)
-            round_ = model.add_round(anchor, config.num_queries, config.lora, **config.round_options())
-            round_.load_state_dict(saved["round"])
-            trainable = dict(model.backbone(anchor).named_parameters())
-            with torch.no_grad():
-                for name, value in saved["adapter"].items():
-                    trainable[name].copy_(value)
-            history = TrainHistory(**saved["history"])
-        else:
-            history = train_phase2(
-                model, anchor, train, val, cache, config.phase2[anchor.value], config, config.seed + 100 + i,
-                progress, checkpoint=run.epoch_file(stage) if run is not None else None, accelerator=accelerator,
-            )
-            if run is not None:
-                backbone = model.backbone(anchor)
-                run.finish_stage(stage, {
-                    "round": model.rounds[anchor.value].state_dict(),
-                    "adapter": {n: p.detach().clone() for n, p in backbone.named_parameters() if p.requires_grad},
-                    "history": history.to_dict(),
-                })
+        with timed(result.seconds, stage):
+            if run is not None and run.is_done(stage):
+                saved = run.stage_result(stage)
+                round_ = model.add_round(anchor, config.num_queries, config.lora, **config.round_options())
+                round_.load_state_dict(saved["round"])
+                trainable = dict(model.backbone(anchor).named_parameters())
+                with torch.no_grad():
+                    for name, value in saved["adapter"].items():
+                        trainable[name].copy_(value)
+                history = TrainHistory(**saved["history"])
+            else:
+                history = train_phase2(
+                    model, anchor, train, val, cache, config.phase2[anchor.value], config, config.seed + 100 + i,
+                    progress, checkpoint=run.epoch_file(stage) if run is not None else None,
+                    accelerator=accelerator,
+                )
+                if run is not None:
+                    backbone = model.backbone(anchor)
+                    run.finish_stage(stage, {
+                        "round": model.rounds[anchor.value].state_dict(),
+                        "adapter": {n: p.detach().clone() for n, p in backbone.named_parameters() if p.requires_grad},
+                        "history": history.to_dict(),
+                    })
         result.phase2[anchor.value] = history
         # no finite validation loss (an empty split): NaN, which validation_round_weights turns into equal weights
         val_losses[anchor.value] = history.best_val_loss if np.isfinite(history.best_val_loss) else float("nan")
-        result.seconds[f"phase2.{anchor.value}"] = time.perf_counter() - start
-    weights = validation_round_weights([val_losses[m.value] for m in model.anchors()])
-    model.round_weights = {m.value: w for m, w in zip(model.anchors(), weights)}
-    fit_aggregation(model, config.aggregation, val, cache)
+    with timed(result.seconds, "phase2.aggregation"):
+        weights = validation_round_weights([val_losses[m.value] for m in model.anchors()])
+        model.round_weights = {m.value: w for m, w in zip(model.anchors(), weights)}
+        fit_aggregation(model, config.aggregation, val, cache)
     model.requires_grad_(False)
     model.eval()
     return result
@@ -180,7 +186,8 @@ def run_phase2(
 def fit_aggregation(model: AnchorADModel, rule: str, val: CohortInputs, cache: FeatureCache) -> None:
     """Fit the rounds' temperatures and the stacker on ``val`` and set the default rule.
 
-    ``rule="auto"`` takes the rule with the lowest validation log-loss; the choice and every
+    ``rule="auto"`` keeps the mean unless another rule is better by more than one standard
+    error (:func:`~anchorad_core.fusion.aggregation.select_rule`); the choice and every
     rule's score are kept in ``model.aggregation_selection`` (the bundle and the report say them).
     """
     anchors = model.anchors()
@@ -202,8 +209,9 @@ def fit_aggregation(model: AnchorADModel, rule: str, val: CohortInputs, cache: F
                                params["stacker"])
     if rule == "auto":
         model.aggregation_rule = best
-        why = (f"lowest validation log-loss of the rules ({', '.join(f'{k} {v:.3f}' for k, v in scores.items())}; "
-               f"{len(val)} validation subjects)")
+        why = (f"{'the mean' if best == 'mean' else best}: one-standard-error rule on the validation log-loss "
+               f"({', '.join(f'{k} {v:.3f}' for k, v in scores.items())}; {len(val)} validation subjects; "
+               f"another rule replaces the mean only if it is lower by more than one standard error)")
     else:
         model.aggregation_rule = rule
         why = "set in the training configuration"
@@ -226,18 +234,14 @@ def train_anchorad(
     ``extra_cache_inputs`` (e.g. the test split) are added to the feature cache so that
     evaluation re-uses it instead of running the phase-1 encoders again.
     """
-    import time
-
     result = run_phase1(config, labels, train, val, progress, device, run, accelerator)
-    start = time.perf_counter()
-    everyone = CohortInputs.concat(train, val, extra_cache_inputs)
-    result.cache = FeatureCache.compute(result.model, everyone, progress=progress)
-    result.seconds["feature_cache"] = time.perf_counter() - start
+    with timed(result.seconds, "feature_cache"):
+        everyone = CohortInputs.concat(train, val, extra_cache_inputs)
+        result.cache = FeatureCache.compute(result.model, everyone, progress=progress)
     if config.cross_fit_folds >= 2:
-        start = time.perf_counter()
-        result.cross_fitted = cross_fit_cache(result.cache, config, labels, train, val, config.cross_fit_folds,
-                                              progress, device)
-        result.seconds["cross_fitting"] = time.perf_counter() - start
+        with timed(result.seconds, "cross_fitting"):
+            result.cross_fitted = cross_fit_cache(result.cache, config, labels, train, val, config.cross_fit_folds,
+                                                  progress, device)
     return run_phase2(result, config, train, val, result.cache, progress, run, accelerator)
 
 
