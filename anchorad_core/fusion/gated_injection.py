@@ -17,6 +17,12 @@ and 4, bridge included, the Brain-JEPA blocks, every layer of a Hugging Face mod
 Two context managers connect the pieces without threading arguments through model code:
 :func:`gated_injection` (the anchored round: which gates) and :func:`extra_keys` (the
 backbone: which key positions hold appended tokens).
+
+Under gradient checkpointing a layer's forward runs again during the backward pass, after
+both contexts have been left (and possibly in another thread). :func:`checkpoint_contexts` is
+the ``context_fn`` of :func:`torch.utils.checkpoint.checkpoint` that replays them: the
+recomputation sees the same gates, the same appended-key positions and the same gate index
+as the original forward.
 """
 from __future__ import annotations
 
@@ -63,6 +69,29 @@ def extra_keys(is_extra: "torch.Tensor | None") -> Iterator[None]:
         yield
     finally:
         state.is_extra = previous
+
+
+def checkpoint_contexts() -> "tuple[contextlib.AbstractContextManager[None], contextlib.AbstractContextManager[None]]":
+    """``context_fn`` of a non-reentrant :func:`torch.utils.checkpoint.checkpoint`: (forward, recompute).
+
+    Called when a checkpointed layer starts its forward; the recompute context re-enters the
+    injection state of that moment (gates, appended-key positions, index of the layer's gate),
+    so that the recomputed layer attends exactly as the original one did.
+    """
+    state = _ACTIVE.get()
+    if state is None:
+        return contextlib.nullcontext(), contextlib.nullcontext()
+    snapshot = _Injection(state.gates, state.is_extra, state.calls)
+    return contextlib.nullcontext(), _replayed(snapshot)
+
+
+@contextlib.contextmanager
+def _replayed(snapshot: _Injection) -> Iterator[None]:
+    token = _ACTIVE.set(_Injection(snapshot.gates, snapshot.is_extra, snapshot.calls))
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
 
 
 def injection_active() -> bool:

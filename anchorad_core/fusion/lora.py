@@ -37,15 +37,30 @@ def attach_lora(backbone: ModalityBackbone, settings: LoraSettings) -> PeftModel
     :class:`peft.PeftModel` switches the adapter on (default) or off
     (``with model.disable_adapter(): ...``), which gives back the phase-1 backbone exactly.
     """
-    config = LoraConfig(
+    config = lora_config(settings, backbone.lora_target_modules, backbone.phase2_trainable_modules)
+    return get_peft_model(backbone, config, adapter_name=ADAPTER_NAME)
+
+
+def lora_config(settings: LoraSettings, target_modules: "list[str] | str", modules_to_save: "list[str]" = ()) -> LoraConfig:
+    """The peft ``LoraConfig`` of an anchored round (also what ``anchorad backbones --plan`` injects).
+
+    Parameters
+    ----------
+    settings
+        Rank, alpha and dropout.
+    target_modules
+        peft ``target_modules``: module-name suffixes or one regular expression.
+    modules_to_save
+        Modules that are not LoRA-wrapped but train (peft keeps a trainable copy of each).
+    """
+    return LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
-        target_modules=backbone.lora_target_modules,
-        modules_to_save=list(backbone.phase2_trainable_modules) or None,
+        target_modules=target_modules,
+        modules_to_save=list(modules_to_save) or None,
         bias="none",
     )
-    return get_peft_model(backbone, config, adapter_name=ADAPTER_NAME)
 
 
 def load_lora(backbone: ModalityBackbone, adapter_dir: str) -> PeftModel:

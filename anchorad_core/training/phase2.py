@@ -12,6 +12,7 @@ from ..modality import Modality
 from ..progress import SILENT, Progress
 from .config import StageSettings, TrainConfig
 from .features import FeatureCache
+from .gradient_checkpointing import keep_checkpointing_in_eval
 from .inputs import CohortInputs
 from .loop import TrainHistory, fit
 
@@ -71,6 +72,7 @@ def train_phase2(
         for name, module in backbone.named_modules():
             if name.endswith("lora_dropout") or ".lora_dropout." in name:
                 module.train()  # ... but LoRA's own dropout is active while training
+        keep_checkpointing_in_eval(backbone)  # ... and checkpointed layers still checkpoint
         round_.train()
 
     # With the gated injection the round starts as the phase-1 model (head warm start, gates
