@@ -60,13 +60,13 @@ def test_missing_modality_is_named_in_the_report(explain_bundle, explain_pipelin
 
 def test_failed_report_leaves_no_file(explained, tmp_path, monkeypatch):
     subject, diagnosis, explanation, _ = explained
-    import anchorad_core.report as report
+    import anchorad_core.report.writer as writer
 
-    def boom(self):
+    def boom(*args, **kwargs):
         yield from ()
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(report._Context, "pages", boom)
+    monkeypatch.setattr(writer, "report_figures", boom)
     with pytest.raises(RuntimeError):
         write_report(diagnosis, explanation, subject, tmp_path / "x.pdf")
     assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,16 @@
+"""The fonts every figure of the report is drawn with."""
+from __future__ import annotations
+
+from typing import ContextManager
+
+REPORT_RC = {
+    "font.size": 8.5, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 7,
+    "ytick.labelsize": 7, "legend.fontsize": 7, "figure.titlesize": 12, "pdf.fonttype": 42,
+}
+
+
+def report_style() -> ContextManager[None]:
+    """A matplotlib ``rc_context`` with legible default fonts for the report."""
+    import matplotlib as mpl
+
+    return mpl.rc_context(REPORT_RC)
