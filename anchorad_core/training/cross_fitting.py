@@ -63,9 +63,9 @@ def cross_fit_cache(
             model = build_model(config.restricted((modality,)), labels, device=device)
             train_phase1(model, modality, have.subset(fit_idx), val, config.phase1[modality.value],
                          config.seed + 500 + fold)
-            held = FeatureCache.compute(model, have.subset(held_idx), modalities=(modality,))
-            cache.tokens[modality].update(held.tokens[modality])
-            cache.pooled[modality].update(held.pooled[modality])
+            held = FeatureCache.compute(model, have.subset(held_idx), modalities=(modality,),
+                                         ram_budget_mb=cache.ram_budget_mb)
+            cache.update(held, modality)
         progress.update(f"cross-fitting {modality.title}", k, k)
         done.append(modality)
     return done

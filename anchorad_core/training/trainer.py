@@ -237,7 +237,8 @@ def train_anchorad(
     result = run_phase1(config, labels, train, val, progress, device, run, accelerator)
     with timed(result.seconds, "feature_cache"):
         everyone = CohortInputs.concat(train, val, extra_cache_inputs)
-        result.cache = FeatureCache.compute(result.model, everyone, progress=progress)
+        result.cache = FeatureCache.compute(result.model, everyone, progress=progress,
+                                            ram_budget_mb=config.feature_cache_ram_mb)
     if config.cross_fit_folds >= 2:
         with timed(result.seconds, "cross_fitting"):
             result.cross_fitted = cross_fit_cache(result.cache, config, labels, train, val, config.cross_fit_folds,
