@@ -235,9 +235,22 @@ def _demo(args: argparse.Namespace, progress: Progress) -> int:
 
 def _backbones(args: argparse.Namespace, progress: Progress) -> int:
     from .backbones.inventory import backbone_inventory, format_inventory
+    from .planning import PAPER_PRESETS, format_plan, plan_run, presets_by_modality
+    from .training.config import TrainConfig
 
-    rows = backbone_inventory()
-    print(json.dumps(rows, indent=2) if args.json else format_inventory(rows))
+    chosen = presets_by_modality([p.strip() for p in args.presets.split(",") if p.strip()]) if args.presets else {}
+    if not args.plan:
+        names = list(chosen.values()) or (list(TrainConfig.demo().backbones.values()) if args.demo else None)
+        rows = backbone_inventory(names)
+        print(json.dumps(rows, indent=2) if args.json else format_inventory(rows))
+        return 0
+    if args.config:
+        config = _config(args)
+    else:
+        config = TrainConfig.demo() if args.demo else TrainConfig(backbones=dict(PAPER_PRESETS))
+    config.backbones = {**config.backbones, **chosen}
+    plan = plan_run(config, batch_size=args.batch_size, genetics_windows=args.genetics_windows)
+    print(json.dumps(plan, indent=2) if args.json else format_plan(plan))
     return 0
 
 
@@ -496,8 +509,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the JSON here")
     device(p)
 
-    p = add("backbones", _backbones, "list backbone presets with parameter counts and memory")
+    p = add("backbones", _backbones, "list backbone presets with parameter counts and memory, or plan a run's rounds")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--plan", action="store_true",
+                   help="per anchor round: trainable parameters (LoRA, Q-former, projections, gates, head), frozen "
+                        "ones and the bf16 peak memory of a training step with and without gradient checkpointing, "
+                        "built on the meta device (default: the paper's presets and settings)")
+    p.add_argument("--presets", help="comma-separated presets, one per modality (replacing the default ones)")
+    p.add_argument("--demo", action="store_true", help="the demo presets (and, with --plan, the demo settings)")
+    p.add_argument("--config", help="with --plan: a training config JSON whose backbones and round settings to plan")
+    p.add_argument("--batch-size", type=int, default=1, help="with --plan: subjects per training step (default 1)")
+    p.add_argument("--genetics-windows", type=int, default=2,
+                   help="with --plan: DNA windows per subject of the genetics estimate (default 2, two haplotypes)")
     return parser
 
 
