@@ -4,7 +4,8 @@ Phase 2 learns which auxiliary tokens to trust. If the tokens of a training subj
 from a phase-1 encoder fine-tuned on that very subject, the Q-former would learn to trust
 whichever modality memorised its training subjects best — stacking leakage. So, for every
 modality whose phase 1 changes the backbone (``full``, ``lora``, ``lp-ft``, ``lp-lora``), the
-training subjects are split into ``folds`` parts; for each part a phase-1 model is fitted on
+training subjects are split into ``folds`` parts (whole participants: the other visits of a
+person are held out with it, :mod:`.splits`); for each part a phase-1 model is fitted on
 the other parts (same recipe, a fold seed) and computes that part's tokens. Validation and
 test subjects keep the tokens of the final phase-1 model (fitted on all training subjects),
 which never saw them. A ``head`` phase 1 leaves the backbone frozen, so its tokens never
@@ -19,7 +20,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedKFold
 
 from ..modality import Modality
 from ..progress import SILENT, Progress
@@ -27,6 +27,7 @@ from .config import TrainConfig
 from .features import FeatureCache
 from .inputs import CohortInputs
 from .phase1 import train_phase1
+from .splits import grouped_kfold, max_grouped_folds
 
 #: Phase-1 modes that leave the backbone exactly as pretrained.
 FROZEN_MODES = ("head",)
@@ -53,12 +54,11 @@ def cross_fit_cache(
     done = []
     for modality in modalities_to_cross_fit(config):
         have = train.with_modality(modality)
-        counts = np.bincount(have.labels, minlength=len(labels))
-        k = int(min(folds, counts.min()))
+        present_classes = len(np.unique(have.labels)) == len(labels)
+        k = int(min(folds, max_grouped_folds(have.labels, have.group_ids))) if present_classes else 0
         if k < 2:
             continue
-        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=config.seed)
-        for fold, (fit_idx, held_idx) in enumerate(splitter.split(np.zeros(len(have)), have.labels)):
+        for fold, (fit_idx, held_idx) in enumerate(grouped_kfold(have.labels, have.group_ids, k, config.seed)):
             progress.update(f"cross-fitting {modality.title}", fold, k)
             model = build_model(config.restricted((modality,)), labels, device=device)
             train_phase1(model, modality, have.subset(fit_idx), val, config.phase1[modality.value],

@@ -30,7 +30,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from ..fusion.aggregation import RULES
 from ..io_utils import atomic_write_json, atomic_write_text, json_safe
@@ -43,6 +42,7 @@ from .metrics import METRICS, binary_metrics, summarise
 from .features import FeatureCache
 from .output_fusion_training import output_fusion_probabilities, train_output_fusion
 from .phase2 import anchored_probabilities
+from .splits import grouped_holdout, grouped_kfold
 from .statistics import auc_with_ci, paired_delong
 from .trainer import TrainingResult, build_model, load_phase1_state, phase1_state, run_phase2, train_anchorad
 
@@ -53,11 +53,9 @@ MethodKey = tuple[str, str]
 
 
 def split_train_val(inputs: CohortInputs, val_fraction: float, seed: int) -> tuple[CohortInputs, CohortInputs]:
-    """Stratified split of ``inputs`` into training and validation subjects."""
-    index = np.arange(len(inputs))
-    stratify = inputs.labels if min(np.bincount(inputs.labels)) >= 2 else None
-    train_idx, val_idx = train_test_split(index, test_size=val_fraction, random_state=seed, stratify=stratify)
-    return inputs.subset(np.sort(train_idx)), inputs.subset(np.sort(val_idx))
+    """Stratified split of ``inputs`` into training and validation samples, whole participants at a time."""
+    train_idx, val_idx = grouped_holdout(inputs.labels, inputs.group_ids, val_fraction, seed)
+    return inputs.subset(train_idx), inputs.subset(val_idx)
 
 
 def unimodal_from_cache(result: TrainingResult, inputs: CohortInputs) -> dict[Modality, np.ndarray]:
@@ -244,7 +242,7 @@ def cross_validate(
     repeats: int = 1,
     features: "SummaryFeatures | None" = None,
 ) -> Evaluation:
-    """Repeated stratified ``folds``-fold cross-validation of every method.
+    """Repeated stratified ``folds``-fold cross-validation of every method, grouped by participant.
 
     Repeat ``r`` shuffles with seed ``config.seed + r``; every method sees the same splits,
     and each fold's validation subjects (early stopping, aggregation weights) come from its
@@ -254,8 +252,8 @@ def cross_validate(
                             "selected" if config.aggregation == "auto" else config.aggregation)
     total = folds * repeats
     for repeat in range(repeats):
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed + repeat)
-        for fold, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(inputs)), inputs.labels)):
+        splits = grouped_kfold(inputs.labels, inputs.group_ids, folds, config.seed + repeat)
+        for fold, (train_idx, test_idx) in enumerate(splits):
             progress.update(f"cross-validation {task}", repeat * folds + fold, total)
             train, val = split_train_val(inputs.subset(train_idx), config.val_fraction,
                                          config.seed + 1000 * repeat + fold)

@@ -21,22 +21,33 @@ class CohortInputs:
         ``(n,)`` int class index per subject (``-1`` when unknown, e.g. at prediction time).
     samples
         ``samples[m][i]`` is subject ``i``'s preprocessed input of modality ``m`` or ``None``.
+    groups
+        Participant of each sample (one visit of a longitudinal cohort is one sample);
+        ``None`` = every sample is its own participant. Splits never separate a group
+        (:mod:`.splits`).
     """
 
     subject_ids: list[str]
     labels: np.ndarray
     samples: dict[Modality, list[Any]]
+    groups: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.subject_ids)
 
+    @property
+    def group_ids(self) -> list[str]:
+        """Participant of each sample (the sample id itself when no groups were given)."""
+        return list(self.groups) if self.groups is not None else list(self.subject_ids)
+
     @classmethod
-    def from_subjects(cls, subjects: Sequence[Any], labels: "Sequence[int] | None" = None) -> "CohortInputs":
+    def from_subjects(cls, subjects: Sequence[Any], labels: "Sequence[int] | None" = None,
+                      groups: "Sequence[str] | None" = None) -> "CohortInputs":
         """Gather ``subject.<modality>`` (``smri``, ``fmri``, ``clinical``, ``genetics``) of loaded subjects."""
         ids = [s.subject_id for s in subjects]
         y = np.asarray(labels if labels is not None else [-1] * len(subjects), dtype=np.int64)
         samples = {m: [getattr(s, m.value, None) for s in subjects] for m in ALL_MODALITIES}
-        return cls(ids, y, samples)
+        return cls(ids, y, samples, list(groups) if groups is not None else None)
 
     def present(self, modality: Modality) -> np.ndarray:
         """``(n,)`` bool: which subjects have ``modality``."""
@@ -49,6 +60,7 @@ class CohortInputs:
             [self.subject_ids[i] for i in index],
             self.labels[index] if len(index) else self.labels[:0],
             {m: [v[i] for i in index] for m, v in self.samples.items()},
+            [self.groups[i] for i in index] if self.groups is not None else None,
         )
 
     def with_modality(self, modality: Modality) -> "CohortInputs":
@@ -61,6 +73,7 @@ class CohortInputs:
         return CohortInputs(
             list(self.subject_ids), self.labels.copy(),
             {m: (list(v) if m in keep else [None] * len(v)) for m, v in self.samples.items()},
+            list(self.groups) if self.groups is not None else None,
         )
 
     @classmethod
@@ -69,16 +82,20 @@ class CohortInputs:
         present = [p for p in parts if p is not None]
         ids: list[str] = []
         labels: list[int] = []
+        groups: list[str] = []
         samples: dict[Modality, list[Any]] = {m: [] for m in present[0].samples}
         seen: set[str] = set()
         for part in present:
+            part_groups = part.group_ids
             for i, sid in enumerate(part.subject_ids):
                 if sid in seen:
                     continue
                 seen.add(sid)
                 ids.append(sid)
                 labels.append(int(part.labels[i]))
+                groups.append(part_groups[i])
                 for m in samples:
                     samples[m].append(part.samples[m][i])
-        return cls(ids, np.asarray(labels, dtype=np.int64), samples)
+        grouped = any(p.groups is not None for p in present)
+        return cls(ids, np.asarray(labels, dtype=np.int64), samples, groups if grouped else None)
 
