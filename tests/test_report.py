@@ -96,7 +96,7 @@ def test_report_states_uniformity_and_convergence(explained, explain_pipeline, t
     assert text.count("top-10 ROIs by |value|") == listed_rois + ig_roi_panels
     for r in explanation.rounds:
         a = r.attribution
-        assert f"convergence delta={a.delta:+.1e}" in text
+        assert f"delta={a.delta:+.1e} = " in text
         assert f"at {a.n_steps} steps; bound 5% met" in text
     assert "per Schaefer-400 parcel" in text and "NOT MET" not in text
     # a round that did not converge says so plainly

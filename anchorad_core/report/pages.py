@@ -219,9 +219,9 @@ def round_page(page: RoundPagePlan, subject_id: str, explanation: "SubjectExplan
     fig.text(L.MARGIN_LEFT, header.probabilities_y, f"{probs}   weight {r.weight:.3f}", fontsize=8, va="top",
              color="0.2")
     if a is not None and header.attribution_y is not None:
-        ig = (f"IG of p({a.target}): f(x)={a.output:.3f}, f(baseline)={a.baseline_output:.3f}, "
-              f"convergence delta={a.delta:+.1e} ({a.relative_delta:.1%} of |f(x) − f(baseline)|) at "
-              f"{a.n_steps} steps; bound {a.tolerance:.0%} {'met' if a.converged else 'NOT MET'}")
+        ig = (f"IG of p({a.target}): f(x)={a.output:.3f}, f(x')={a.baseline_output:.3f} (x' = baseline), "
+              f"delta={a.delta:+.1e} = {a.relative_delta:.1%} of |f(x) − f(x')| at {a.n_steps} steps; "
+              f"bound {a.tolerance:.0%} {'met' if a.converged else 'NOT MET'}")
         fig.text(L.MARGIN_LEFT, header.attribution_y, ig, fontsize=8, va="top",
                  color="0.2" if a.converged else WARNING_COLOUR)
     if a is not None and header.warning_y is not None:
