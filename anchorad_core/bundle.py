@@ -9,6 +9,9 @@ Layout of a bundle folder::
     weights/<modality>.safetensors    phase-1 backbone ("backbone.*") and head ("head.*")
     rounds/<modality>/round.safetensors   the anchored round's Q-former and head
     rounds/<modality>/adapter/        its LoRA adapter (peft ``save_pretrained``)
+    atlas/                            a user fMRI atlas (label image and table), when the
+                                      preprocessing uses one (its paths in bundle.json are
+                                      relative to the bundle)
 
 No pickles anywhere: loading never executes code from the bundle. Every file's hash is
 checked before anything is read.
@@ -26,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .backbones.registry import build_backbone
+from .data.atlas import atlas_paths_in, copy_atlas_files
 from .errors import BundleError
 from .fusion.lora import base_state_dict, load_lora
 from .io_utils import atomic_directory, atomic_write_json, sha256_file
@@ -113,6 +117,7 @@ def save_bundle(
             model._peft[anchor].save_pretrained(str(folder / "adapter"))
         config_dict = config.to_dict()
         config_dict["backbones"] = backbone_configs
+        config_dict["preprocess"] = copy_atlas_files(config.preprocess, root)
         files = {
             str(p.relative_to(root)): sha256_file(p)
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST
@@ -187,6 +192,7 @@ def load_bundle(path: "str | Path", device: "str | torch.device" = "cpu") -> Bun
     manifest = read_manifest(path)
     bundle_hash = verify_files(path, manifest)
     config = TrainConfig.from_dict(manifest["config"])
+    config.preprocess = atlas_paths_in(config.preprocess, path)
     referenced = manifest.get("pretrained_backbones", {})
     backbones = {}
     for name in manifest["modalities"]:

@@ -46,7 +46,8 @@ class PreprocessConfig:
         Number of time frames of the fMRI input.
     fmri_atlas : str
         Atlas name; ``"schaefer400_17n"`` is the shipped Schaefer-2018 400-parcel
-        17-network atlas.
+        17-network atlas. With ``fmri_atlas_image`` it names the user's atlas (any name but a
+        shipped one; ROI-table sidecars must give the same ``"Atlas"``).
     fmri_frame_policy : {"crop", "resample"}
         ``"crop"`` keeps the central ``fmri_frames`` frames (start index
         ``(T - fmri_frames) // 2``); ``"resample"`` linearly interpolates the whole run
@@ -55,6 +56,13 @@ class PreprocessConfig:
     fmri_min_roi_coverage : float
         Minimum fraction of atlas ROIs a 4-D BOLD image must cover (ROIs outside the
         image's field of view are filled with zeros and listed in the subject warnings).
+    fmri_atlas_image, fmri_atlas_labels : str or None
+        A user atlas (:mod:`.atlas`): a 3-D label NIfTI and its tab-separated label table
+        (``index``, ``name``, optional ``network``; one row per ROI in ROI order). Both or
+        neither; ``fmri_n_rois`` must equal the table's rows.
+    fmri_atlas_sha256 : str or None
+        SHA-256 of the user atlas's two files, computed when the config is made and checked
+        whenever the atlas is read (a bundle's atlas cannot change under it).
     dna_max_length : int
         Longest DNA sequence accepted (6-mer tokenisers: 6000 bp = 1000 tokens).
     dna_overlength : {"error", "truncate"}
@@ -73,6 +81,9 @@ class PreprocessConfig:
     fmri_atlas: str = "schaefer400_17n"
     fmri_frame_policy: str = "crop"
     fmri_min_roi_coverage: float = 0.5
+    fmri_atlas_image: str | None = None
+    fmri_atlas_labels: str | None = None
+    fmri_atlas_sha256: str | None = None
     dna_max_length: int = 6000
     dna_overlength: str = "truncate"
     dna_reference: str = "apoe_cds_fragment"
@@ -86,15 +97,7 @@ class PreprocessConfig:
         lo, hi = self.smri_percentiles
         if not 0 <= lo < hi <= 100:
             raise ConfigError(f"smri_percentiles must satisfy 0 <= lower < upper <= 100, got {self.smri_percentiles!r}")
-        if self.fmri_atlas not in KNOWN_ATLASES:
-            raise ConfigError(
-                f"unknown fmri_atlas {self.fmri_atlas!r}; shipped atlases: {', '.join(KNOWN_ATLASES)}"
-            )
-        if self.fmri_n_rois != KNOWN_ATLASES[self.fmri_atlas]:
-            raise ConfigError(
-                f"fmri_n_rois={self.fmri_n_rois} does not match atlas {self.fmri_atlas!r} "
-                f"({KNOWN_ATLASES[self.fmri_atlas]} ROIs)"
-            )
+        self._check_atlas()
         if not isinstance(self.fmri_frames, int) or self.fmri_frames < 2:
             raise ConfigError(f"fmri_frames must be an integer >= 2, got {self.fmri_frames!r}")
         if self.fmri_frame_policy not in _FRAME_POLICIES:
@@ -105,6 +108,35 @@ class PreprocessConfig:
             raise ConfigError("dna_max_length must be >= 6")
         if self.dna_overlength not in _DNA_OVERLENGTH:
             raise ConfigError(f"dna_overlength must be one of {_DNA_OVERLENGTH}, got {self.dna_overlength!r}")
+
+    def _check_atlas(self) -> None:
+        """The shipped atlas and its ROI count, or a complete user atlas (its hash recorded)."""
+        if self.fmri_atlas_image is None and self.fmri_atlas_labels is None:
+            if self.fmri_atlas not in KNOWN_ATLASES:
+                raise ConfigError(
+                    f"unknown fmri_atlas {self.fmri_atlas!r}; shipped atlases: {', '.join(KNOWN_ATLASES)} "
+                    "(or bring your own: fmri_atlas_image and fmri_atlas_labels)"
+                )
+            if self.fmri_n_rois != KNOWN_ATLASES[self.fmri_atlas]:
+                raise ConfigError(
+                    f"fmri_n_rois={self.fmri_n_rois} does not match atlas {self.fmri_atlas!r} "
+                    f"({KNOWN_ATLASES[self.fmri_atlas]} ROIs)"
+                )
+            return
+        if self.fmri_atlas_image is None or self.fmri_atlas_labels is None:
+            raise ConfigError("a user fMRI atlas needs both fmri_atlas_image (label NIfTI) and "
+                              "fmri_atlas_labels (label table)")
+        if self.fmri_atlas in KNOWN_ATLASES:
+            raise ConfigError(f"fmri_atlas {self.fmri_atlas!r} is a shipped atlas; give your atlas its own name")
+        if not isinstance(self.fmri_n_rois, int) or self.fmri_n_rois < 1:
+            raise ConfigError(f"fmri_n_rois must be a positive integer, got {self.fmri_n_rois!r}")
+        object.__setattr__(self, "fmri_atlas_image", str(self.fmri_atlas_image))
+        object.__setattr__(self, "fmri_atlas_labels", str(self.fmri_atlas_labels))
+        if self.fmri_atlas_sha256 is None:
+            from .atlas import atlas_of, atlas_sha256
+
+            object.__setattr__(self, "fmri_atlas_sha256", atlas_sha256(self.fmri_atlas_image, self.fmri_atlas_labels))
+            atlas_of(self)  # checks the table's ROI count and the image once, when the atlas is chosen
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
@@ -140,4 +172,5 @@ class PreprocessConfig:
 
     #: Fields that influence each modality (cache keys).
     SMRI_FIELDS = ("smri_cube", "smri_spacing_mm", "smri_foreground_threshold", "smri_percentiles", "version")
-    FMRI_FIELDS = ("fmri_n_rois", "fmri_frames", "fmri_atlas", "fmri_frame_policy", "fmri_min_roi_coverage", "version")
+    FMRI_FIELDS = ("fmri_n_rois", "fmri_frames", "fmri_atlas", "fmri_frame_policy", "fmri_min_roi_coverage",
+                   "fmri_atlas_sha256", "version")

@@ -3,8 +3,10 @@
 Accepted inputs (subject folder ``func/``):
 
 * ``*_bold.nii[.gz]``: a 4-D BOLD run in MNI space. ROI series are the mean signal per
-  parcel of the shipped atlas (nilearn ``NiftiLabelsMasker``; the atlas is resampled to the
-  run's grid with nearest neighbour). No confound regression or filtering is done here, so
+  parcel of the configured atlas, the shipped Schaefer-400 or the user's own label image and
+  table (:mod:`.atlas`; nilearn ``NiftiLabelsMasker``; the atlas is resampled to the run's
+  grid with nearest neighbour). Row ``i`` of the series is the parcel of row ``i`` of the
+  atlas's label table. No confound regression or filtering is done here, so
   give an already denoised run (e.g. fMRIPrep output) or an ROI table from your own
   pipeline. ROIs outside the run's field of view are filled with zeros and reported; fewer
   than ``fmri_min_roi_coverage`` of them is an error.
@@ -14,7 +16,13 @@ Accepted inputs (subject folder ``func/``):
   (``"AxisOrder": ["parcel", "timepoint"]`` or ``["timepoint", "parcel"]``). The ``.tsv`` may
   have a header row; without ``AxisOrder`` it is read BIDS-style (rows = timepoints); a ``.npy``
   needs ``AxisOrder``. A table in Schaefer-400 **7-network** order is reordered to 17-network
-  order with the shipped ``group_fc_index`` mapping.
+  order with the shipped ``group_fc_index`` mapping. With a user atlas the sidecar's
+  ``"Atlas"`` must be the atlas's name (``fmri_atlas``) and the table must have its ROIs in
+  the label table's order.
+
+A table or atlas with another number of ROIs than the model expects (``fmri_n_rois``, e.g.
+a bundle trained on the 450 Tian-III + Schaefer-400 ROIs given a 400-ROI table) is a one-line
+:class:`~anchorad_core.errors.InputDataError` naming both counts.
 
 Then (:func:`prepare_roi_series`): ``fmri_frame_policy="crop"`` keeps the central window of
 ``fmri_frames`` frames, starting at ``(T - fmri_frames) // 2``; ``"resample"`` linearly
@@ -37,8 +45,9 @@ import numpy as np
 from ..errors import InputDataError
 from .config import PreprocessConfig
 from .fileio import check_finite, check_gzip, read_text_utf8
+from .atlas import atlas_of
 from .smri import is_nifti_name
-from .templates import atlas_image, atlas_labels
+from .templates import atlas_labels
 
 __all__ = [
     "read_fmri",
@@ -118,15 +127,16 @@ def read_roi_table(path: "str | Path", config: PreprocessConfig | None = None) -
     side = sidecar_path(path)
     atlas_text = meta.get("Atlas") or meta.get("atlas") or meta.get("ParcelOrder")
     if not atlas_text:
-        raise InputDataError("the sidecar does not name the atlas (add \"Atlas\": \"schaefer400_17n\")", side)
-    atlas = normalise_atlas_name(str(atlas_text))
+        raise InputDataError(f"the sidecar does not name the atlas (add \"Atlas\": \"{config.fmri_atlas}\")", side)
+    user_atlas = config.fmri_atlas_image is not None
+    atlas = _user_atlas_name(str(atlas_text), config) if user_atlas else normalise_atlas_name(str(atlas_text))
     if atlas is None:
         raise InputDataError(
             f"unsupported atlas {atlas_text!r}; this model expects {config.fmri_atlas} "
             f"({config.fmri_n_rois} ROIs)",
             side,
         )
-    if atlas not in (config.fmri_atlas, "schaefer400_7n"):
+    if atlas not in (config.fmri_atlas, "schaefer400_7n") or (user_atlas and atlas != config.fmri_atlas):
         raise InputDataError(f"atlas {atlas} does not match the configured atlas {config.fmri_atlas}", side)
     axis_order = meta.get("AxisOrder")
     suffix = path.suffix.lower()
@@ -162,17 +172,20 @@ def read_roi_table(path: "str | Path", config: PreprocessConfig | None = None) -
     check_finite(series, path, "the ROI table")
     if series.shape[0] != config.fmri_n_rois:
         raise InputDataError(
-            f"ROI table has {series.shape[0]} parcels along its parcel axis but atlas "
-            f"{config.fmri_atlas} has {config.fmri_n_rois} (check \"AxisOrder\")",
+            f"ROI table has {series.shape[0]} parcels along its parcel axis but the model expects "
+            f"{config.fmri_n_rois} ROIs of atlas {config.fmri_atlas} (check \"AxisOrder\")",
             path,
         )
     if atlas == "schaefer400_7n":
         idx = atlas_labels("schaefer400_17n")["group_fc_index"].to_numpy() - 1
         series = series[idx]
+    if user_atlas:
+        atlas_of(config)  # the user atlas's files are those the config recorded (and serve the maps)
     tr = meta.get("RepetitionTime")
     info = {
         "kind": "roi_table",
-        "atlas": atlas,
+        "atlas": atlas if not user_atlas else config.fmri_atlas,
+        "atlas_sha256": config.fmri_atlas_sha256,
         "axis_order": list(axis_order),
         "n_frames": int(series.shape[1]),
         "repetition_time": float(tr) if isinstance(tr, (int, float)) else None,
@@ -180,6 +193,14 @@ def read_roi_table(path: "str | Path", config: PreprocessConfig | None = None) -
         "missing_rois": [],
     }
     return np.ascontiguousarray(series), info
+
+
+def _user_atlas_name(text: str, config: PreprocessConfig) -> "str | None":
+    """``config.fmri_atlas`` when ``text`` names it (case, spaces and punctuation ignored), else ``None``."""
+    def key(s: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", s.lower())
+
+    return config.fmri_atlas if key(text) == key(config.fmri_atlas) else None
 
 
 def _read_tsv(path: Path) -> np.ndarray:
@@ -245,7 +266,8 @@ def read_bold(path: "str | Path", config: PreprocessConfig | None = None) -> tup
     img = nib.Nifti1Image(data, img.affine, img.header)
     major, minor = (int(v) for v in nilearn.__version__.split(".")[:2])
     standardize: Any = None if (major, minor) >= (0, 12) else False
-    masker = NiftiLabelsMasker(labels_img=atlas_image(config.fmri_atlas), resampling_target="data", standardize=standardize)
+    atlas = atlas_of(config)
+    masker = NiftiLabelsMasker(labels_img=atlas.image(), resampling_target="data", standardize=standardize)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -253,13 +275,14 @@ def read_bold(path: "str | Path", config: PreprocessConfig | None = None) -> tup
     except Exception as exc:
         raise InputDataError(f"could not extract atlas ROI series ({type(exc).__name__}: {exc})", path) from None
     ids = masker.region_ids_
+    row_of = {int(label): row for row, label in enumerate(atlas.label_values)}
     series = np.zeros((config.fmri_n_rois, ts.shape[0]), dtype=np.float32)
     present = []
     for col in range(ts.shape[1]):
-        label = int(ids[col])
-        if 1 <= label <= config.fmri_n_rois:
-            series[label - 1] = ts[:, col]
-            present.append(label)
+        row = row_of.get(int(ids[col]))
+        if row is not None:  # labels the table does not list are left out
+            series[row] = ts[:, col]
+            present.append(row + 1)
     missing = sorted(set(range(1, config.fmri_n_rois + 1)) - set(present))
     coverage = len(present) / config.fmri_n_rois
     if coverage < config.fmri_min_roi_coverage:
@@ -273,6 +296,7 @@ def read_bold(path: "str | Path", config: PreprocessConfig | None = None) -> tup
     info = {
         "kind": "bold",
         "atlas": config.fmri_atlas,
+        "atlas_sha256": atlas.sha256,
         "n_frames": n_frames,
         "repetition_time": tr,
         "missing_rois": missing,

@@ -3,6 +3,10 @@
 All of them live in ``resources/templates/`` (installed as ``anchorad_resources.templates``)
 and are located with :func:`anchorad_core.resources.resource_path`; AnchorAD never reads
 data from anywhere else at run time. Loaded templates are cached in memory.
+
+A user's own fMRI atlas (:mod:`.atlas`) is registered here under its name
+(:func:`register_atlas`, done by :func:`.atlas.atlas_of`), so that the atlas functions
+below, and the explanation maps painted with them, serve it like a shipped one.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ __all__ = [
     "atlas_path",
     "atlas_labels",
     "atlas_image",
+    "register_atlas",
     "group_fc_17n",
     "subject_roi_timeseries",
     "apoe_reference",
@@ -39,28 +44,56 @@ def template_path(name: str) -> Path:
     return resource_path(f"templates/{name}")
 
 
+#: User atlases registered in this process: name -> (label image, label table).
+_USER_ATLASES: dict[str, tuple[Path, Path]] = {}
+
+
+def register_atlas(name: str, image: "str | Path", labels: "str | Path") -> None:
+    """Serve a user atlas (label NIfTI + label table, checked by :func:`.atlas.atlas_of`) as ``name``."""
+    if name in _ATLAS_FILES:
+        raise ConfigError(f"atlas name {name!r} is a shipped atlas; give your atlas its own name")
+    files = (Path(image), Path(labels))
+    if _USER_ATLASES.get(name) != files:
+        _USER_ATLASES[name] = files
+        atlas_labels.cache_clear()
+        atlas_image.cache_clear()
+
+
+def _atlas_files(atlas: str) -> tuple[Path, Path]:
+    if atlas in _ATLAS_FILES:
+        return template_path(_ATLAS_FILES[atlas][0]), template_path(_ATLAS_FILES[atlas][1])
+    if atlas in _USER_ATLASES:
+        return _USER_ATLASES[atlas]
+    raise ConfigError(f"unknown atlas {atlas!r}; shipped: {', '.join(_ATLAS_FILES)} (a user atlas needs "
+                      "fmri_atlas_image and fmri_atlas_labels in the preprocessing config)")
+
+
 def atlas_path(atlas: str = "schaefer400_17n") -> Path:
-    """Path of the shipped atlas volume named ``atlas``."""
-    if atlas not in _ATLAS_FILES:
-        raise ConfigError(f"unknown atlas {atlas!r}; shipped: {', '.join(_ATLAS_FILES)}")
-    return template_path(_ATLAS_FILES[atlas][0])
+    """Path of the atlas volume named ``atlas`` (shipped or registered)."""
+    return _atlas_files(atlas)[0]
 
 
 @lru_cache(maxsize=4)
 def atlas_labels(atlas: str = "schaefer400_17n") -> pd.DataFrame:
-    """Label table of ``atlas`` (columns index, name, network, hemisphere, n_voxels_2mm, group_fc_index)."""
-    if atlas not in _ATLAS_FILES:
-        raise ConfigError(f"unknown atlas {atlas!r}; shipped: {', '.join(_ATLAS_FILES)}")
-    return pd.read_csv(template_path(_ATLAS_FILES[atlas][1]), sep="\t")
+    """Label table of ``atlas``: columns index, name, network (the shipped one also hemisphere,
+    n_voxels_2mm, group_fc_index); one row per ROI in ROI order."""
+    if atlas in _ATLAS_FILES:
+        return pd.read_csv(_atlas_files(atlas)[1], sep="\t")
+    from .atlas import read_label_table
+
+    return read_label_table(_atlas_files(atlas)[1])
 
 
 @lru_cache(maxsize=4)
 def atlas_image(atlas: str = "schaefer400_17n"):
-    """The atlas as a nibabel image (data cached as int16)."""
+    """The atlas as a nibabel image (data cached as int16, int32 for labels past 32767)."""
     import nibabel as nib
 
     img = nib.load(str(atlas_path(atlas)))
-    data = np.asarray(img.dataobj, dtype=np.int16)
+    data = np.asarray(img.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    data = data.astype(np.int16 if data.size == 0 or float(np.max(data)) < 2**15 else np.int32)
     return nib.Nifti1Image(data, img.affine, img.header)
 
 

@@ -299,7 +299,8 @@ def roi_table(values: Any, atlas: str = "schaefer400_17n") -> "Any":
 
 
 def paint_atlas(values: Any, atlas: str = "schaefer400_17n") -> "Any":
-    """Paint one value per ROI into the atlas volume (label ``r + 1`` gets ``values[r]``).
+    """Paint one value per ROI into the atlas volume (ROI ``r``'s label, row ``r`` of the
+    atlas's label table, gets ``values[r]``; for Schaefer-400 label ``r + 1``).
 
     Returns a float32 ``nibabel.Nifti1Image`` on the atlas grid (0 outside the parcels).
 
@@ -312,13 +313,14 @@ def paint_atlas(values: Any, atlas: str = "schaefer400_17n") -> "Any":
 
     values = _np(values)
     img = atlas_image(atlas)
-    labels = np.asarray(img.dataobj)
-    n_labels = len(atlas_labels(atlas))
-    if values.shape != (n_labels,):
-        raise ValueError(f"atlas {atlas} has {n_labels} ROIs, got {values.shape[0]} values")
-    lut = np.zeros(n_labels + 1, dtype=np.float32)
-    lut[1:] = values
-    data = lut[np.clip(labels, 0, n_labels)]
+    labels = np.asarray(img.dataobj).astype(np.int64)
+    index = atlas_labels(atlas)["index"].to_numpy(dtype=np.int64)
+    if values.shape != (len(index),):
+        raise ValueError(f"atlas {atlas} has {len(index)} ROIs, got {values.shape[0]} values")
+    top = max(int(index.max()), int(labels.max(initial=0)))
+    lut = np.zeros(top + 1, dtype=np.float32)
+    lut[index] = values
+    data = lut[np.clip(labels, 0, top)]
     return nib.Nifti1Image(data.astype(np.float32), img.affine)
 
 
