@@ -228,3 +228,16 @@ def test_merge_label_images_stacks_subcortex_before_cortex(tmp_path):
                               fmri_atlas_labels=str(out_table), fmri_n_rois=3)
     assert read_label_table(out_table)["source"].tolist() == ["my_atlas.nii.gz"] * 3
     assert config.fmri_atlas_sha256
+
+
+def test_a_loaded_config_serves_its_atlas_to_the_maps(tmp_path, atlas):
+    """A bundle's config registers the atlas when made, before any subject is read (cached ones too)."""
+    from anchorad_core.data import templates
+    from anchorad_core.explain.maps import roi_table
+
+    stored = _config(*atlas).to_dict()
+    templates._USER_ATLASES.pop("my3", None)
+    templates.atlas_labels.cache_clear()
+    assert roi_table(np.zeros(3), "my3")["name"].tolist() == ["ROI 1", "ROI 2", "ROI 3"]  # unknown: generic
+    PreprocessConfig.from_dict(stored)
+    assert roi_table(np.zeros(3), "my3")["name"].tolist() == ["Thalamus_L", "Visual_1", "Default_1"]

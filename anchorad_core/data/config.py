@@ -132,6 +132,9 @@ class PreprocessConfig:
             raise ConfigError(f"fmri_n_rois must be a positive integer, got {self.fmri_n_rois!r}")
         object.__setattr__(self, "fmri_atlas_image", str(self.fmri_atlas_image))
         object.__setattr__(self, "fmri_atlas_labels", str(self.fmri_atlas_labels))
+        from .templates import register_atlas
+
+        register_atlas(self.fmri_atlas, self.fmri_atlas_image, self.fmri_atlas_labels)  # maps can paint into it
         if self.fmri_atlas_sha256 is None:
             from .atlas import atlas_of, atlas_sha256
 

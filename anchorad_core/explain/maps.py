@@ -25,6 +25,7 @@ import numpy as np
 
 from ..data.smri import SmriGeometry, cube_to_native
 from ..data.templates import atlas_image, atlas_labels
+from ..errors import ConfigError
 from .token_maps import KmerScore, WordScore, dna_scores_to_bases, dna_token_layout, kmer_table, text_scores_to_words
 
 __all__ = [
@@ -286,7 +287,10 @@ def roi_table(values: Any, atlas: str = "schaefer400_17n") -> "Any":
     import pandas as pd
 
     values = _np(values)
-    labels = atlas_labels(atlas)
+    try:
+        labels = atlas_labels(atlas)
+    except ConfigError:  # an atlas this process does not know: generic names
+        labels = pd.DataFrame({"index": [], "name": [], "network": []})
     n = len(values)
     index = np.arange(1, n + 1)
     names = [f"ROI {i}" for i in index]
