@@ -70,6 +70,17 @@ def _demo_cohort(args: argparse.Namespace, progress: Progress) -> int:
         raise ConfigError(f"{out}: already exists (use --force to replace it)")
     if args.subjects < 4:
         raise ConfigError(f"--subjects: a demo cohort needs at least 4 subjects, got {args.subjects}")
+    if args.clinica:
+        from .data import make_clinica_demo_cohort
+
+        clinica = make_clinica_demo_cohort(
+            out, args.subjects, args.seed, overwrite=args.force,
+            progress=lambda done, total, *_: progress.update("demo cohort", done, total))
+        counts = ", ".join(f"{k} {v}" for k, v in clinica.labels.items())
+        print(f"wrote a SYNTHETIC longitudinal cohort of {clinica.participants} participants, {clinica.sessions} "
+              f"sessions, Clinica layout, to {clinica.root}")
+        print(f"labels ({counts}) in {clinica.labels_tsv}: train with --labels {clinica.labels_tsv}")
+        return 0
     info = make_demo_cohort(out, args.subjects, args.seed, overwrite=args.force,
                             progress=lambda done, total, *_: progress.update("demo cohort", done, total))
     counts = ", ".join(f"{k} {v}" for k, v in info.labels.items())
@@ -78,17 +89,44 @@ def _demo_cohort(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
+def _labels(args: argparse.Namespace, progress: Progress) -> int:
+    from .data.visit_labels import derive_labels, read_visit_table, write_label_table
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out}: already exists (use --force to replace it)")
+    labels, summary = derive_labels(read_visit_table(args.visits), args.horizon_months)
+    write_label_table(labels, out)
+    print(f"{summary.text()}; horizon {args.horizon_months:g} months")
+    print(f"label table written to {out} (train and evaluate with --labels {out})")
+    return 0
+
+
+def _check_labels(args: argparse.Namespace) -> None:
+    """With ``--labels``: read the cohort and its label table before any work; say what was matched."""
+    if not getattr(args, "labels", None):
+        return
+    from .data import load_cohort
+
+    cohort = load_cohort(args.cohort, args.labels)
+    participants = len(set(cohort.samples["participant"]))
+    skipped = (f"; {len(cohort.unmatched)} listed sessions have no folder in the cohort and are skipped"
+               if cohort.unmatched else "")
+    print(f"{args.labels}: {len(cohort.ids)} sessions of {participants} participants{skipped}", file=sys.stderr)
+
+
 def _train(args: argparse.Namespace, progress: Progress) -> int:
     from .workflows import train_bundle
 
     _check_options(args)
+    _check_labels(args)
     config = _config(args)
     out = Path(args.out)
     run_dir = Path(args.run_dir) if args.run_dir else out.with_name(out.name + ".run")
     fresh = not run_dir.exists()
     try:
         path, result = train_bundle(args.cohort, args.task, args.out, config, progress, args.device, args.force,
-                                    resume=args.resume, run_dir=args.run_dir)
+                                    resume=args.resume, run_dir=args.run_dir, labels=args.labels)
     except AnchorADError:
         if fresh:
             _remove_unstarted_run(run_dir)
@@ -110,11 +148,14 @@ def _evaluate(args: argparse.Namespace, progress: Progress) -> int:
 
     tasks = [t for t in args.task.split(",") if t]
     _check_options(args)
+    _check_labels(args)
     if args.bundle:
         if len(tasks) != 1:
             raise ConfigError("--bundle scores one task at a time")
+        if args.note_exclude:
+            raise ConfigError("--note-exclude: a bundle renders notes as it was trained to; retrain to change them")
         _check_bundle_task(args.bundle, tasks[0])
-        rows = evaluate_bundle(args.bundle, args.cohort, tasks[0], progress, args.device)
+        rows = evaluate_bundle(args.bundle, args.cohort, tasks[0], progress, args.device, labels=args.labels)
         if args.out:
             paths = write_results(rows, Path(args.out))
             print(f"results written to {paths['json']} and {paths['csv']}", file=sys.stderr)
@@ -126,7 +167,7 @@ def _evaluate(args: argparse.Namespace, progress: Progress) -> int:
     for variant in ablation:
         parse_variant(variant)  # a bad name fails before any training
     evaluations = evaluate_cohort(args.cohort, tasks, _config(args), args.folds, ablation, progress, args.device,
-                                  repeats=args.repeats)
+                                  repeats=args.repeats, labels=args.labels)
     summary = [r for e in evaluations for r in pooled_summary(e)]
     tests = [t for e in evaluations for t in paired_tests(e)]
     if args.out:
@@ -399,6 +440,13 @@ def _config(args: argparse.Namespace) -> "Any":
         config.seed = args.seed
     if getattr(args, "queries", None) is not None:
         config.num_queries = args.queries
+    if getattr(args, "note_exclude", None):
+        from .data import PreprocessConfig
+
+        fields = [f for f in args.note_exclude.split(",") if f.strip()]
+        preprocess = _option("--note-exclude", PreprocessConfig.from_dict,
+                             {**config.preprocess, "clinical_exclude": fields})
+        config.preprocess = preprocess.to_dict()
     return config
 
 
@@ -425,12 +473,30 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="training config JSON (TrainConfig.to_dict format)")
         p.add_argument("--queries", type=int, help="Q-former queries per block N_q (default 16)")
         p.add_argument("--seed", type=int, help="random seed (default 0)")
+        p.add_argument("--labels", metavar="LABELS_TSV",
+                       help="ClinicaDL-style label table (participant_id, session_id, diagnosis): one sample per "
+                            "session (default: participants.tsv's diagnosis); see docs/COHORTS.md")
+        p.add_argument("--note-exclude", metavar="FIELDS",
+                       help="clinical fields left out of the rendered notes, comma-separated (e.g. mmse,cdr_sb; "
+                            "'diagnostic' = MMSE, CDR-SB and CDR global); recorded in the bundle")
 
     p = add("demo-cohort", _demo_cohort, "write a SYNTHETIC demo cohort built on the shipped real templates")
     p.add_argument("out", help="cohort folder to create")
     p.add_argument("--subjects", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace an existing folder")
+    p.add_argument("--clinica", action="store_true",
+                   help="Clinica / ClinicaDL layout: --subjects participants with 2-3 sessions each, "
+                        "sub-<id>_sessions.tsv notes and a labels.tsv (docs/COHORTS.md)")
+
+    p = add("labels", _labels, "derive NC/MCI/AD and sMCI/pMCI labels per session from an ADNIMERGE-shaped "
+                                "visit table (rules: docs/COHORTS.md)")
+    p.add_argument("visits", help="visit table, CSV or TSV (RID/PTID/participant_id, M/VISCODE/EXAMDATE, DX/DX_bl)")
+    p.add_argument("out", help="label table to write (TSV: participant_id, session_id, diagnosis, months, rule)")
+    p.add_argument("--horizon-months", type=float, default=36,
+                   help="sMCI / pMCI horizon in months (default 36): pMCI = AD within it, sMCI = no AD and "
+                        "followed at least this long")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
 
     p = add("pretrain", _pretrain, "self-supervised pretraining of the demo backbones on an unlabeled synthetic cohort")
     p.add_argument("out", help="folder for the weights and PROVENANCE.json (the shipped ones: resources/pretrained)")

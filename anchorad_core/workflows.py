@@ -11,6 +11,7 @@ from typing import Any, Sequence
 from .bundle import Provenance, load_bundle, save_bundle
 from .data import PreprocessConfig, Task, load_cohort
 from .data.cohort import Cohort, default_cache_dir
+from .data.note_fields import note_field_summary
 from .device import resolve_device
 from .errors import InputDataError
 from .modality import Modality
@@ -30,6 +31,7 @@ from .training.features import FeatureCache
 from .training.inputs import CohortInputs
 from .training.metrics import binary_metrics
 from .training.phase2 import anchored_probabilities
+from .training.splits import grouped_holdout
 from .training.trainer import TrainingResult, train_anchorad
 
 SYNTHETIC_NOTE = (
@@ -55,15 +57,19 @@ def cohort_provenance(cohort: Cohort) -> Provenance:
     return Provenance(training_data=name, synthetic_data=synthetic, notes=notes)
 
 
-def load_task_inputs(
+def load_task_samples(
     cohort_root: "str | Path",
     task: "str | Task",
     preprocess: PreprocessConfig,
-    modalities: Sequence[Modality] | None = None,
     progress: Progress = SILENT,
-) -> tuple[Cohort, Task, CohortInputs]:
-    """Load and preprocess every subject of ``task`` in a cohort."""
-    cohort = load_cohort(cohort_root)
+    labels: "str | Path | None" = None,
+) -> tuple[Cohort, Task, list[Any], CohortInputs]:
+    """Load and preprocess every sample of ``task`` in a cohort: the subjects and their inputs.
+
+    ``labels`` is a ClinicaDL-style label table (default: ``participants.tsv``); the inputs'
+    groups are the samples' participants.
+    """
+    cohort = load_cohort(cohort_root, labels)
     task = Task.parse(task)
     ids, targets = cohort.task_subjects(task)
     if len(set(targets.tolist())) < 2:
@@ -75,7 +81,19 @@ def load_task_inputs(
         cache_dir=default_cache_dir(cohort.root),
         workers=2,
     )
-    inputs = CohortInputs.from_subjects(subjects, targets)
+    return cohort, task, subjects, CohortInputs.from_subjects(subjects, targets, cohort.groups(ids))
+
+
+def load_task_inputs(
+    cohort_root: "str | Path",
+    task: "str | Task",
+    preprocess: PreprocessConfig,
+    modalities: Sequence[Modality] | None = None,
+    progress: Progress = SILENT,
+    labels: "str | Path | None" = None,
+) -> tuple[Cohort, Task, CohortInputs]:
+    """Load and preprocess every sample of ``task`` in a cohort (see :func:`load_task_samples`)."""
+    cohort, task, _, inputs = load_task_samples(cohort_root, task, preprocess, progress, labels)
     if modalities is not None:
         inputs = inputs.restricted(modalities)
     return cohort, task, inputs
@@ -91,8 +109,13 @@ def train_bundle(
     force: bool = False,
     resume: bool = False,
     run_dir: "str | Path | None" = None,
+    labels: "str | Path | None" = None,
 ) -> tuple[Path, TrainingResult]:
     """Train on a cohort (with a validation split for early stopping) and write a bundle.
+
+    ``labels``: a ClinicaDL-style label table (one sample per session; default
+    ``participants.tsv``). The validation split keeps each participant on one side; the
+    bundle records what the clinical notes contained (``note_fields``).
 
     Progress is checkpointed in ``run_dir`` (default ``<out>.run``) after every epoch, so a
     run killed at any point continues with ``resume=True``; the folder is removed once the
@@ -109,7 +132,11 @@ def train_bundle(
         raise BundleError("already exists (use --force to replace it)", out)
     accelerator = distributed_accelerator(device)
     preprocess = PreprocessConfig.from_dict(config.preprocess)
-    cohort, task_, inputs = load_task_inputs(cohort_root, task, preprocess, config.modalities, progress)
+    cohort, task_, subjects, inputs = load_task_samples(cohort_root, task, preprocess, progress, labels)
+    notes = note_field_summary(subjects, preprocess.clinical_exclude) \
+        if Modality.CLINICAL in config.modalities else None
+    del subjects
+    inputs = inputs.restricted(config.modalities)
     train, val = split_train_val(inputs, config.val_fraction, config.seed)
     run_path = Path(run_dir) if run_dir is not None else out.with_name(out.name + ".run")
     fingerprint = {"config": config.to_dict(), "task": task_.name, "train": train.subject_ids,
@@ -124,7 +151,9 @@ def train_bundle(
         return out, result
     path = save_bundle(
         result.model, config, out, cohort_provenance(cohort),
-        extra={"task": task_.name, "training_subjects": len(train), "validation_subjects": len(val)},
+        extra={"task": task_.name, "training_subjects": len(train), "validation_subjects": len(val),
+               "training_participants": len(set(train.group_ids) | set(val.group_ids)),
+               **({"note_fields": notes} if notes is not None else {})},
         overwrite=force,
     )
     shutil.rmtree(run_path, ignore_errors=True)
@@ -168,12 +197,17 @@ def evaluate_cohort(
     progress: Progress = SILENT,
     device: str = "auto",
     repeats: int = 1,
+    labels: "str | Path | None" = None,
 ) -> list[Evaluation]:
-    """Repeated stratified cross-validation of every method (the classical baseline included) per task."""
+    """Repeated stratified cross-validation of every method (the classical baseline included) per task.
+
+    Folds are grouped by participant (``labels``: a ClinicaDL-style label table, one sample
+    per session; default ``participants.tsv``).
+    """
     preprocess = PreprocessConfig.from_dict(config.preprocess)
     evaluations = []
     for task in tasks:
-        cohort, task_, inputs = load_task_inputs(cohort_root, task, preprocess, config.modalities, progress)
+        cohort, task_, inputs = load_task_inputs(cohort_root, task, preprocess, config.modalities, progress, labels)
         features = cohort_summary_features(cohort, inputs, progress)
         evaluations.append(cross_validate(config, inputs, list(task_.classes), task_.name, folds, ablation,
                                           progress, resolve_device(device), repeats=repeats, features=features))
@@ -186,6 +220,7 @@ def evaluate_bundle(
     task: str,
     progress: Progress = SILENT,
     device: str = "auto",
+    labels: "str | Path | None" = None,
 ) -> list[dict[str, Any]]:
     """Score a trained bundle on another cohort (cross-dataset test; modalities may be absent)."""
     bundle = load_bundle(bundle_path, device=resolve_device(device))
@@ -195,7 +230,7 @@ def evaluate_bundle(
 
         raise ConfigError(f"bundle was trained for {'-'.join(bundle.labels)}, not {task_.name}")
     preprocess = PreprocessConfig.from_dict(bundle.config.preprocess)
-    _, _, inputs = load_task_inputs(cohort_root, task_, preprocess, bundle.model.modalities, progress)
+    _, _, inputs = load_task_inputs(cohort_root, task_, preprocess, bundle.model.modalities, progress, labels)
     cache = FeatureCache.compute(bundle.model, inputs, progress=progress)
     result = TrainingResult(bundle.model, cache=cache)
     rows = []
@@ -249,7 +284,6 @@ def run_demo(
     from .training.evaluate import paired_tests, pooled_summary, pooled_table, write_results
     from .bundle import save_bundle as _save
     import numpy as np
-    from sklearn.model_selection import train_test_split
 
     root = Path(root)
     seconds: dict[str, float] = {}
@@ -268,10 +302,9 @@ def run_demo(
     seconds["load"] = time.perf_counter() - start
     labels = list(task_.classes)
 
-    index = np.arange(len(inputs))
-    rest, test_idx = train_test_split(index, test_size=0.25, random_state=seed, stratify=inputs.labels)
-    train, val = split_train_val(inputs.subset(np.sort(rest)), config.val_fraction, seed)
-    test = inputs.subset(np.sort(test_idx))
+    rest, test_idx = grouped_holdout(inputs.labels, inputs.group_ids, 0.25, seed)
+    train, val = split_train_val(inputs.subset(rest), config.val_fraction, seed)
+    test = inputs.subset(test_idx)
 
     start = time.perf_counter()
     features = cohort_summary_features(cohort, inputs, progress)  # label-free, so computed once for all

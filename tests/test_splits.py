@@ -127,3 +127,12 @@ def test_cross_validation_and_cross_fitting_keep_each_participant_on_one_side(mo
             held = fold["train_ids"] - fit
             assert held and not participants(fit) & participants(held)
     assert not np.isnan(evaluation.predictions[("All", "late fusion")]).any()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_holdout_never_leaves_training_with_one_class(seed):
+    """One participant of a class: it stays on the training side (a probe cannot fit one class)."""
+    y = np.array([0, 0, 1, 1, 1, 1, 1, 1])
+    groups = ["a", "a", "b", "b", "c", "d", "d", "e"]
+    keep, held = grouped_holdout(y, groups, 0.2, seed)
+    assert set(y[keep]) == {0, 1} and not _participants(groups, keep) & _participants(groups, held)

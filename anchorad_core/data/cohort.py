@@ -1,19 +1,31 @@
-"""A cohort: ``participants.tsv`` plus subject folders, with task selection and bulk loading.
+"""A cohort: participants, their visits (one sample each), labels, task selection and bulk loading.
 
-Layout (BIDS-like)::
+Layouts (BIDS; the second is what Clinica and ClinicaDL use)::
 
-    <root>/participants.tsv      participant_id, diagnosis [, age, sex, ... optional columns]
-    <root>/sub-<id>/...          one folder per participant (see :mod:`.subject`)
+    <root>/participants.tsv          participant_id [, diagnosis, age, sex, ...]
+    <root>/sub-<id>/anat/...         a participant folder without sessions: one sample
 
-``participant_id`` follows BIDS (``sub-<id>``; a bare ``<id>`` is accepted when the folder is
-``sub-<id>``). ``diagnosis`` may be empty or ``n/a`` for unlabelled subjects (they are never
-part of a task). Validation errors name ``participants.tsv``.
+    <root>/sub-<id>/ses-M000/anat/sub-<id>_ses-M000_T1w.nii.gz
+    <root>/sub-<id>/ses-M012/...     one sample per session folder (see :mod:`.subject`)
+    <root>/sub-<id>/genetics/...     optional, shared by the participant's sessions
+    <root>/sub-<id>/sub-<id>_sessions.tsv   optional clinical columns per visit (:mod:`.session_notes`)
+
+A sample's id is the participant id for a participant without sessions and
+``sub-<id>_ses-<label>`` for a session; its *group* is its participant, and every split
+keeps a group on one side (:mod:`anchorad_core.training.splits`).
+
+Labels come from ``participants.tsv`` (column ``diagnosis``; every session of a participant
+gets its label) or, per session, from a ClinicaDL-style label table given as ``labels``
+(:mod:`.label_table`); then the table's rows that have a folder are the samples and
+``participants.tsv`` is optional. ``participant_id`` follows BIDS (``sub-<id>``; a bare ``<id>`` is accepted when
+the folder is ``sub-<id>``). A diagnosis may be empty or ``n/a`` for unlabelled samples
+(they are never part of a task). Validation errors name the table at fault.
 """
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -22,15 +34,14 @@ import pandas as pd
 
 from ..errors import CancelledError, InputDataError
 from .config import PreprocessConfig
+from .label_table import parse_diagnoses, read_label_table, read_tsv
 from .subject import Subject, load_subject
-from .task import Task, canonical_label, label_is_a
+from .task import Task, label_is_a
 
 __all__ = ["Cohort", "load_cohort", "default_cache_dir", "ProgressCallback"]
 
 #: ``progress(done, total, subject_id)``; a ``tqdm`` bar (anything with ``update``) also works.
 ProgressCallback = Callable[[int, int, str], Any]
-
-_NA = {"", "n/a", "na", "nan", "none", "unknown"}
 
 
 def default_cache_dir(root: "str | Path") -> Path:
@@ -49,48 +60,68 @@ def _report(progress: Any, done: int, total: int, sid: str) -> None:
 
 @dataclass
 class Cohort:
-    """Participants and their folders.
+    """Participants, their samples (visits) and the samples' folders.
 
     Attributes
     ----------
     root : Path
     participants : pandas.DataFrame
-        One row per participant, index ``participant_id``; column ``diagnosis`` holds the
-        canonical label or ``None``.
+        ``participants.tsv``, index ``participant_id`` (empty when a label table replaces it);
+        a ``diagnosis`` column holds canonical labels or ``None``.
+    samples : pandas.DataFrame
+        One row per sample, index the sample id; columns ``participant`` (the participant
+        folder name, the sample's group), ``session_id`` (``None`` without sessions) and
+        ``diagnosis`` (canonical label or ``None``).
     folders : dict
-        participant_id -> subject folder.
+        sample id -> its folder (session folder or participant folder).
+    labels_tsv : Path or None
+        The label table the diagnoses come from (``None``: ``participants.tsv``).
+    unmatched : list of str
+        ``sub-<id>/ses-<label>`` rows of the label table without a folder in the cohort (a
+        table derived from all visits lists visits that were never imaged); skipped.
     """
 
     root: Path
     participants: pd.DataFrame
+    samples: pd.DataFrame
     folders: dict[str, Path]
+    labels_tsv: Path | None = None
+    unmatched: list[str] = field(default_factory=list)
 
     @property
     def tsv(self) -> Path:
-        """Path of ``participants.tsv``."""
-        return self.root / "participants.tsv"
+        """The table the labels come from (the label table, else ``participants.tsv``)."""
+        return self.labels_tsv if self.labels_tsv is not None else self.root / "participants.tsv"
 
     @property
     def ids(self) -> list[str]:
-        """Participant ids in file order."""
-        return list(self.participants.index)
+        """Sample ids in table order (sessions of a participant sorted)."""
+        return list(self.samples.index)
 
-    def label(self, participant_id: str) -> str | None:
-        """Diagnosis label of a participant (``None`` if unlabelled)."""
-        value = self.participants.at[participant_id, "diagnosis"]
+    def label(self, sample_id: str) -> str | None:
+        """Diagnosis label of a sample (``None`` if unlabelled)."""
+        value = self.samples.at[sample_id, "diagnosis"]
         return None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+    def participant(self, sample_id: str) -> str:
+        """The participant (group) of a sample."""
+        return str(self.samples.at[sample_id, "participant"])
+
+    def groups(self, ids: Sequence[str]) -> list[str]:
+        """The participant of each sample of ``ids``."""
+        return [self.participant(sid) for sid in ids]
 
     @property
     def labels_present(self) -> list[str]:
         """Distinct labels in the cohort (sorted)."""
-        return sorted({lab for lab in self.participants["diagnosis"] if isinstance(lab, str)})
+        return sorted({lab for lab in self.samples["diagnosis"] if isinstance(lab, str)})
 
     def counts(self) -> dict[str, int]:
-        """Participants per label."""
-        return {k: int(v) for k, v in self.participants["diagnosis"].value_counts().items()}
+        """Samples per label."""
+        return {k: int(v) for k, v in self.samples["diagnosis"].value_counts().items()}
 
     def task_subjects(self, task: "Task | str") -> tuple[list[str], np.ndarray]:
-        """Participants of a task and their targets.
+        """Samples of a task and their targets.
 
         Returns
         -------
@@ -100,8 +131,8 @@ class Cohort:
         Raises
         ------
         InputDataError
-            If a class of the task matches no participant (naming participants.tsv and the
-            labels it has).
+            If a class of the task matches no sample (naming the label table and the labels
+            it has).
         """
         task = Task.parse(task)
         labels = self.labels_present
@@ -121,16 +152,16 @@ class Cohort:
                 y.append(t)
         return ids, np.asarray(y, dtype=np.int64)
 
-    def subject_folder(self, participant_id: str) -> Path:
-        """Folder of one participant."""
+    def subject_folder(self, sample_id: str) -> Path:
+        """Folder of one sample (its session folder, or the participant folder without sessions)."""
         try:
-            return self.folders[participant_id]
+            return self.folders[sample_id]
         except KeyError:
-            raise InputDataError(f"participant {participant_id!r} is not listed", self.tsv) from None
+            raise InputDataError(f"sample {sample_id!r} is not listed", self.tsv) from None
 
-    def load_subject(self, participant_id: str, config: PreprocessConfig | None = None, **kwargs: Any) -> Subject:
-        """Load one participant (keyword arguments go to :func:`~.subject.load_subject`)."""
-        return load_subject(self.subject_folder(participant_id), config, subject_id=participant_id, **kwargs)
+    def load_subject(self, sample_id: str, config: PreprocessConfig | None = None, **kwargs: Any) -> Subject:
+        """Load one sample (keyword arguments go to :func:`~.subject.load_subject`)."""
+        return load_subject(self.subject_folder(sample_id), config, subject_id=sample_id, **kwargs)
 
     def load_subjects(
         self,
@@ -144,7 +175,7 @@ class Cohort:
         workers: int = 1,
         **kwargs: Any,
     ) -> list[Subject]:
-        """Load many participants (all by default), in order.
+        """Load many samples (all by default), in order.
 
         Parameters
         ----------
@@ -212,30 +243,19 @@ def _resolve_folder(root: Path, pid: str) -> Path | None:
     return None
 
 
-def load_cohort(root: "str | Path") -> Cohort:
-    """Read and validate a cohort root.
+def _sessions(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("ses-*") if p.is_dir())
 
-    Raises
-    ------
-    InputDataError
-        ``participants.tsv`` missing or unreadable, without ``participant_id`` /
-        ``diagnosis`` columns, with empty or duplicate ids, or listing participants whose
-        folders do not exist.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise InputDataError("cohort folder not found", root)
-    tsv = root / "participants.tsv"
+
+def _read_participants(tsv: Path, need_diagnosis: bool) -> pd.DataFrame:
+    """``participants.tsv`` validated (ids non-empty and unique; ``diagnosis`` canonical if present)."""
     if not tsv.is_file():
-        raise InputDataError("cohort has no participants.tsv (columns participant_id, diagnosis)", tsv)
-    try:
-        df = pd.read_csv(tsv, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputDataError("participants.tsv is not valid UTF-8", tsv) from None
-    except Exception as exc:
-        raise InputDataError(f"cannot read participants.tsv as a tab-separated table ({exc})", tsv) from None
-    df.columns = [str(c).strip() for c in df.columns]
-    for col in ("participant_id", "diagnosis"):
+        if need_diagnosis:
+            raise InputDataError("cohort has no participants.tsv (columns participant_id, diagnosis)", tsv)
+        return pd.DataFrame(index=pd.Index([], name="participant_id"))
+    df = read_tsv(tsv, "participants.tsv")
+    needed = ("participant_id", "diagnosis") if need_diagnosis else ("participant_id",)
+    for col in needed:
         if col not in df.columns:
             raise InputDataError(
                 f"participants.tsv has no {col!r} column (columns: {', '.join(df.columns)}); "
@@ -251,22 +271,95 @@ def load_cohort(root: "str | Path") -> Cohort:
     dup = sorted(df["participant_id"][df["participant_id"].duplicated()].unique())
     if dup:
         raise InputDataError(f"duplicate participant_id(s): {', '.join(dup[:10])}", tsv)
-    df["diagnosis"] = [None if v.strip().lower() in _NA else canonical_label(v) for v in df["diagnosis"]]
-    bad = [v for v in df["diagnosis"] if isinstance(v, str) and "-" in v]
-    if bad:
-        raise InputDataError(f"diagnosis labels must not contain '-': {', '.join(sorted(set(bad))[:5])}", tsv)
+    if "diagnosis" in df.columns:
+        df["diagnosis"] = pd.Series(parse_diagnoses(df["diagnosis"], tsv), index=df.index, dtype=object)
+    return df.set_index("participant_id", drop=True)
+
+
+def _missing_error(missing: list[str], what: str, root: Path, table: Path) -> InputDataError:
+    more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    return InputDataError(f"{len(missing)} {what} under {root}: {', '.join(missing[:10])}{more}", table)
+
+
+def _samples_of_participants(root: Path, participants: pd.DataFrame, tsv: Path) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """One sample per session folder of each participant (the participant folder if it has none)."""
+    rows: list[dict[str, Any]] = []
     folders: dict[str, Path] = {}
     missing: list[str] = []
-    for pid in df["participant_id"]:
+    for pid, diagnosis in zip(participants.index, participants["diagnosis"]):
         folder = _resolve_folder(root, pid)
         if folder is None:
             missing.append(pid)
-        else:
-            folders[pid] = folder
+            continue
+        sessions = _sessions(folder)
+        for ses in sessions or [None]:
+            sid = f"{folder.name}_{ses.name}" if ses is not None else pid
+            rows.append({"sample_id": sid, "participant": folder.name,
+                         "session_id": ses.name if ses is not None else None, "diagnosis": diagnosis})
+            folders[sid] = ses if ses is not None else folder
     if missing:
-        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        raise InputDataError(
-            f"{len(missing)} participant(s) have no subject folder under {root}: {', '.join(missing[:10])}{more}", tsv
-        )
-    df = df.set_index("participant_id", drop=True)
-    return Cohort(root=root, participants=df, folders=folders)
+        raise _missing_error(missing, "participant(s) have no subject folder", root, tsv)
+    return _sample_table(rows, tsv), folders
+
+
+def _samples_of_label_table(root: Path, table: Path) -> tuple[pd.DataFrame, dict[str, Path], list[str]]:
+    """One sample per row of a label table whose folder exists; the rows without one."""
+    labels = read_label_table(table)
+    rows: list[dict[str, Any]] = []
+    folders: dict[str, Path] = {}
+    missing: list[str] = []
+    for pid, ses, diagnosis in zip(labels["participant_id"], labels["session_id"], labels["diagnosis"]):
+        folder = _resolve_folder(root, pid)
+        target = None if folder is None else (folder / ses if ses is not None else folder)
+        if target is None or not target.is_dir():
+            missing.append(f"{pid}/{ses}" if ses is not None else pid)
+            continue
+        sid = f"{folder.name}_{ses}" if ses is not None else pid
+        rows.append({"sample_id": sid, "participant": folder.name, "session_id": ses, "diagnosis": diagnosis})
+        folders[sid] = target
+    if not rows:
+        raise _missing_error(missing, "listed session(s), none with a folder", root, table)
+    return _sample_table(rows, table), folders, missing
+
+
+def _sample_table(rows: list[dict[str, Any]], table: Path) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=["sample_id", "participant", "session_id", "diagnosis"], dtype=object)
+    dup = sorted(df["sample_id"][df["sample_id"].duplicated()].unique())
+    if dup:
+        raise InputDataError(f"the same folder is listed twice: {', '.join(dup[:10])}", table)
+    return df.set_index("sample_id", drop=True)
+
+
+def load_cohort(root: "str | Path", labels: "str | Path | None" = None) -> Cohort:
+    """Read and validate a cohort root.
+
+    Parameters
+    ----------
+    root : str or Path
+        The cohort (BIDS) folder.
+    labels : str or Path, optional
+        A ClinicaDL-style label table (participant_id, session_id, diagnosis); its rows are
+        the samples. Default: ``participants.tsv``'s ``diagnosis``, every session of a
+        participant a sample with the participant's label.
+
+    Raises
+    ------
+    InputDataError
+        ``participants.tsv`` missing (without ``labels``) or unreadable, without
+        ``participant_id`` / ``diagnosis`` columns, with empty or duplicate ids, or listing
+        participants without folders; a malformed label table, or one none of whose
+        sessions has a folder (rows without a folder are otherwise skipped and listed in
+        :attr:`Cohort.unmatched`).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputDataError("cohort folder not found", root)
+    tsv = root / "participants.tsv"
+    participants = _read_participants(tsv, need_diagnosis=labels is None)
+    if labels is None:
+        samples, folders = _samples_of_participants(root, participants, tsv)
+        return Cohort(root=root, participants=participants, samples=samples, folders=folders)
+    table = Path(labels)
+    samples, folders, unmatched = _samples_of_label_table(root, table)
+    return Cohort(root=root, participants=participants, samples=samples, folders=folders, labels_tsv=table,
+                  unmatched=unmatched)

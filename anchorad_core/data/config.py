@@ -70,6 +70,11 @@ class PreprocessConfig:
         bases (with a warning).
     dna_reference : str
         Reference sequence APOE genotypes and VCF variants are expanded on.
+    clinical_exclude : tuple of str
+        Structured clinical fields left out of every rendered note (JSON or visit table),
+        canonical names sorted; ``"diagnostic"`` stands for the scores the diagnosis is made
+        from (:data:`~anchorad_core.data.clinical.DIAGNOSTIC_SCORES`: MMSE, CDR-SB, CDR
+        global) and ``"cdr"`` for both CDR scores. Free-text notes are used as written.
     """
 
     smri_cube: int = 64
@@ -87,9 +92,11 @@ class PreprocessConfig:
     dna_max_length: int = 6000
     dna_overlength: str = "truncate"
     dna_reference: str = "apoe_cds_fragment"
+    clinical_exclude: tuple[str, ...] = ()
     version: int = field(default=1)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "clinical_exclude", _clinical_fields(self.clinical_exclude))
         if not isinstance(self.smri_cube, int) or self.smri_cube < 8:
             raise ConfigError(f"smri_cube must be an integer >= 8, got {self.smri_cube!r}")
         if self.smri_spacing_mm is not None and not (float(self.smri_spacing_mm) > 0):
@@ -145,6 +152,7 @@ class PreprocessConfig:
         """JSON-ready dict (tuples become lists)."""
         out = dataclasses.asdict(self)
         out["smri_percentiles"] = list(self.smri_percentiles)
+        out["clinical_exclude"] = list(self.clinical_exclude)
         return out
 
     @classmethod
@@ -157,6 +165,8 @@ class PreprocessConfig:
         kwargs = dict(data)
         if "smri_percentiles" in kwargs:
             kwargs["smri_percentiles"] = tuple(float(v) for v in kwargs["smri_percentiles"])
+        if "clinical_exclude" in kwargs and not isinstance(kwargs["clinical_exclude"], (list, tuple)):
+            raise ConfigError("clinical_exclude must be a list of clinical field names, e.g. [\"mmse\", \"cdr_sb\"]")
         try:
             return cls(**kwargs)
         except TypeError as exc:  # pragma: no cover - defensive
@@ -173,7 +183,27 @@ class PreprocessConfig:
             data = {k: data[k] for k in fields_}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
-    #: Fields that influence each modality (cache keys).
+    #: Fields that influence each modality (cache keys; clinical text is never cached).
     SMRI_FIELDS = ("smri_cube", "smri_spacing_mm", "smri_foreground_threshold", "smri_percentiles", "version")
     FMRI_FIELDS = ("fmri_n_rois", "fmri_frames", "fmri_atlas", "fmri_frame_policy", "fmri_min_roi_coverage",
                    "fmri_atlas_sha256", "version")
+
+
+def _clinical_fields(names: "tuple[str, ...] | list[str] | str") -> tuple[str, ...]:
+    """Canonical, sorted, unique clinical field names; expands ``diagnostic`` and ``cdr``."""
+    from .clinical import DIAGNOSTIC_SCORES, canonical_field
+
+    if isinstance(names, str):
+        names = [n for n in names.split(",")]
+    out: set[str] = set()
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"clinical_exclude: field names must be non-empty strings, got {name!r}")
+        key = canonical_field(name)
+        if key == "diagnostic":
+            out.update(DIAGNOSTIC_SCORES)
+        elif key == "cdr":
+            out.update(("cdr_sb", "cdr_global"))
+        else:
+            out.add(key)
+    return tuple(sorted(out))

@@ -10,9 +10,16 @@ Subject folder layout (self-contained, BIDS-like; any modality may be missing)::
       clinical/sub-<id>_clinical.json              structured fields (both: JSON summary first, then note)
       genetics/sub-<id>_apoe.txt                   genotype, else *.vcf[.gz], else *.fa / *.fasta
 
-Files may also sit one level down in a session folder (``sub-<id>/ses-*/anat/...``). When a
-folder holds several candidates for one modality the first in the order above (then sorted
-by name) is used and a warning lists the others.
+Sessions (BIDS / Clinica layout): a session folder ``sub-<id>/ses-<label>/`` holds the same
+subfolders (``anat/sub-<id>_ses-<label>_T1w.nii.gz`` ...) and is one subject (one visit).
+A modality absent from the session folder is taken from the participant folder itself
+(e.g. ``sub-<id>/genetics/`` written once per person), never from another session. A
+participant folder with exactly one ``ses-*`` folder reads that session; one with several
+is an error naming them (load one session folder; a cohort makes one sample per session,
+:mod:`.cohort`). A session without a clinical JSON gets its structured clinical fields from
+its row of ``sub-<id>_sessions.tsv`` (:mod:`.session_notes`). When a folder holds several
+candidates for one modality the first in the order above (then sorted by name) is used and a
+warning lists the others.
 """
 from __future__ import annotations
 
@@ -31,9 +38,11 @@ from .config import PreprocessConfig
 from .fileio import atomic_path, file_sha256
 from .fmri import read_fmri, sidecar_path
 from .genetics import check_sequences, parse_genetics_text, read_genetics
+from .session_notes import session_table_fields
 from .smri import SmriGeometry, read_smri
 
-__all__ = ["Subject", "load_subject", "find_subject_files", "SubjectFiles", "CACHE_VERSION"]
+__all__ = ["Subject", "load_subject", "find_subject_files", "SubjectFiles", "CACHE_VERSION", "is_session_folder",
+           "default_subject_id"]
 
 #: Bump when a reader's output changes, to invalidate on-disk caches.
 CACHE_VERSION = 1
@@ -60,22 +69,43 @@ class SubjectFiles:
     clinical_json: Path | None = None
     genetics: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    #: The participant's ``sub-<id>_sessions.tsv`` and the session's clinical fields from it.
+    clinical_table: Path | None = None
+    clinical_fields: dict[str, Any] | None = None
 
     def has(self, modality: Modality) -> bool:
         """Whether a file for ``modality`` was found."""
         if modality is Modality.CLINICAL:
-            return self.clinical_note is not None or self.clinical_json is not None
+            return self.clinical_note is not None or self.clinical_json is not None or bool(self.clinical_fields)
         return getattr(self, modality.value) is not None
 
 
+def is_session_folder(folder: "str | Path") -> bool:
+    """Whether ``folder`` is a BIDS session folder (``sub-<id>/ses-<label>``)."""
+    folder = Path(folder)
+    return folder.name.startswith("ses-") and folder.parent.name.startswith("sub-")
+
+
+def default_subject_id(folder: "str | Path") -> str:
+    """``sub-<id>_ses-<label>`` for a session folder, else the folder name."""
+    folder = Path(folder)
+    return f"{folder.parent.name}_{folder.name}" if is_session_folder(folder) else folder.name
+
+
 def _search_roots(folder: Path) -> list[Path]:
-    roots = [folder]
-    roots += sorted(p for p in folder.glob("ses-*") if p.is_dir())
-    return roots
+    """The session folder (if any) first, then the participant folder."""
+    if is_session_folder(folder):
+        return [folder, folder.parent]
+    sessions = sorted(p for p in folder.glob("ses-*") if p.is_dir())
+    if len(sessions) > 1:
+        names = ", ".join(p.name for p in sessions[:6]) + (" ..." if len(sessions) > 6 else "")
+        raise InputDataError(
+            f"holds {len(sessions)} sessions ({names}); give one session folder, e.g. {sessions[0]}", folder)
+    return sessions + [folder]
 
 
-def _first(folder: Path, groups: tuple[tuple[str, ...], ...], what: str, warnings: list[str]) -> Path | None:
-    for root in _search_roots(folder):
+def _first(roots: list[Path], groups: tuple[tuple[str, ...], ...], what: str, warnings: list[str]) -> Path | None:
+    for root in roots:
         for group in groups:
             hits = sorted({p for pattern in group for p in root.glob(pattern) if p.is_file() and not p.name.startswith(".")})
             if hits:
@@ -92,12 +122,17 @@ def find_subject_files(folder: "str | Path") -> SubjectFiles:
     if not folder.is_dir():
         raise InputDataError("subject folder not found", folder)
     warnings: list[str] = []
+    roots = _search_roots(folder)
     files = SubjectFiles(warnings=warnings)
-    files.smri = _first(folder, _PATTERNS[Modality.SMRI], "sMRI", warnings)
-    files.fmri = _first(folder, _PATTERNS[Modality.FMRI], "fMRI", warnings)
-    files.clinical_note = _first(folder, (("clinical/*_note.txt",),), "clinical note", warnings)
-    files.clinical_json = _first(folder, (("clinical/*_clinical.json",),), "clinical JSON", warnings)
-    files.genetics = _first(folder, _PATTERNS[Modality.GENETICS], "genetics", warnings)
+    files.smri = _first(roots, _PATTERNS[Modality.SMRI], "sMRI", warnings)
+    files.fmri = _first(roots, _PATTERNS[Modality.FMRI], "fMRI", warnings)
+    files.clinical_note = _first(roots, (("clinical/*_note.txt",),), "clinical note", warnings)
+    files.clinical_json = _first(roots, (("clinical/*_clinical.json",),), "clinical JSON", warnings)
+    files.genetics = _first(roots, _PATTERNS[Modality.GENETICS], "genetics", warnings)
+    if files.clinical_json is None and is_session_folder(roots[0]):
+        found = session_table_fields(roots[0])
+        if found is not None:
+            files.clinical_fields, files.clinical_table = found
     return files
 
 
@@ -125,6 +160,9 @@ class Subject:
         Non-fatal issues (ignored files, truncated sequences, modalities dropped on error).
     config : PreprocessConfig
         The preprocessing used.
+    clinical_fields : list of str
+        What the clinical text contains: the structured fields rendered (template order)
+        and ``"free_text"`` when a free-text note was added; empty for pasted text.
     """
 
     subject_id: str
@@ -138,6 +176,7 @@ class Subject:
     fmri_info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     config: PreprocessConfig = field(default_factory=PreprocessConfig)
+    clinical_fields: list[str] = field(default_factory=list)
 
     def get(self, modality: "Modality | str") -> Any:
         """The input of ``modality`` (``None`` if missing)."""
@@ -239,8 +278,14 @@ def _read_modality(
             subject.warnings.append(f"fMRI: {len(info['missing_rois'])} atlas ROIs outside the run's field of view were set to 0")
         subject.sources[modality] = str(path)
     elif modality is Modality.CLINICAL:
-        subject.clinical = read_clinical(files.clinical_note, files.clinical_json, subject.warnings)
-        used = [str(p) for p in (files.clinical_json, files.clinical_note) if p is not None]
+        rendered: list[str] = []
+        subject.clinical = read_clinical(files.clinical_note, files.clinical_json, subject.warnings,
+                                         table_fields=files.clinical_fields, table_path=files.clinical_table,
+                                         exclude=config.clinical_exclude, rendered=rendered)
+        subject.clinical_fields = rendered
+        table = f"{files.clinical_table} (row {subject.folder.name if subject.folder else '?'})" \
+            if files.clinical_json is None and files.clinical_fields else None
+        used = [str(p) for p in (files.clinical_json, table, files.clinical_note) if p is not None]
         subject.sources[modality] = " + ".join(used)
     else:
         path = files.genetics
@@ -322,7 +367,7 @@ def load_subject(
     folder_path = Path(folder) if folder is not None else None
     if folder_path is not None:
         files = find_subject_files(folder_path)
-        sid = subject_id or folder_path.name
+        sid = subject_id or default_subject_id(folder_path)
         if not any(files.has(m) for m in ALL_MODALITIES) and not any(v is not None for v in overrides.values()):
             problem = (
                 "no input file of any modality found (expected anat/*_T1w.nii[.gz], "
@@ -351,5 +396,7 @@ def load_subject(
                 raise
             setattr(subject, modality.value, None)
             subject.sources.pop(modality, None)
+            if modality is Modality.CLINICAL:
+                subject.clinical_fields = []
             subject.warnings.append(f"{modality.title} left out: {exc}")
     return subject

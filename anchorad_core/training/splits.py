@@ -87,10 +87,11 @@ def grouped_holdout(
 
     Notes
     -----
-    With repeated participants the held-out part is the first test part of a
+    With repeated participants the held-out part is a test part of a
     ``StratifiedGroupKFold`` with ``round(1 / fraction)`` folds (at least 2, at most the
     number of participants), so its size is ``fraction`` up to the granularity of whole
-    participants.
+    participants: the first fold that leaves every class on both sides (else on the kept
+    side), so that a small cohort never trains on one class.
     """
     labels = np.asarray(labels)
     groups = list(groups)
@@ -105,5 +106,12 @@ def grouped_holdout(
     folds = int(min(max(2, round(1.0 / fraction)), n_groups))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-        keep, held = next(_grouped_splitter(folds, seed).split(index, labels, groups))
+        candidates = list(_grouped_splitter(folds, seed).split(index, labels, groups))
+    classes = set(labels.tolist())
+
+    def quality(split: tuple[np.ndarray, np.ndarray]) -> int:
+        keep, held = split
+        return 2 * (set(labels[keep].tolist()) == classes) + (set(labels[held].tolist()) == classes)
+
+    keep, held = max(candidates, key=quality)  # the first fold with every class on both sides, if any
     return np.sort(keep), np.sort(held)
