@@ -182,18 +182,25 @@ def fit_stacker(probabilities: np.ndarray, present: np.ndarray, labels: np.ndarr
 
 
 def stacking_cv_probabilities(probabilities: np.ndarray, present: np.ndarray, labels: np.ndarray,
-                              folds: int = 5) -> "np.ndarray | None":
-    """Out-of-fold stacked probabilities ``(n, 2)`` inside one split (to score stacking fairly)."""
+                              folds: int = 5, groups: "Sequence[str] | None" = None) -> "np.ndarray | None":
+    """Out-of-fold stacked probabilities ``(n, 2)`` inside one split (to score stacking fairly).
+
+    ``groups`` (the participant of each sample) keeps a participant's visits in one fold.
+    """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import cross_val_predict
+
+    from ..training.splits import grouped_kfold, max_grouped_folds
 
     labels = np.asarray(labels)
-    counts = np.bincount(labels, minlength=2)
-    if probabilities.shape[-1] != 2 or counts.min() < 2:
+    groups = list(groups) if groups is not None else [str(i) for i in range(len(labels))]
+    if probabilities.shape[-1] != 2 or len(np.unique(labels)) < 2:
         return None
-    splitter = StratifiedKFold(n_splits=int(min(folds, counts.min())), shuffle=True, random_state=0)
+    k = int(min(folds, max_grouped_folds(labels, groups)))
+    if k < 2:
+        return None
     return cross_val_predict(LogisticRegression(C=1.0, max_iter=2000), _features(probabilities, present), labels,
-                             cv=splitter, method="predict_proba")
+                             cv=grouped_kfold(labels, groups, k, 0), method="predict_proba")
 
 
 def select_rule(
@@ -203,8 +210,12 @@ def select_rule(
     round_weights: Sequence[float],
     temperatures: Sequence[float],
     stacker: "dict[str, Any] | None",
+    groups: "Sequence[str] | None" = None,
 ) -> tuple[str, dict[str, float]]:
     """The default rule by the one-standard-error rule, and every rule's validation log-loss.
+
+    ``groups``: the participant of each validation sample (stacking's out-of-fold scores keep
+    a participant's visits in one fold).
 
     Returns
     -------
@@ -227,7 +238,7 @@ def select_rule(
     losses = {rule: subject_losses(aggregate(p, mask, rule, round_weights, temperatures).numpy())
               for rule in ("mean", "confidence", "validation")}
     if stacker is not None:
-        stacked = stacking_cv_probabilities(np.nan_to_num(probabilities, nan=0.5), present, labels)
+        stacked = stacking_cv_probabilities(np.nan_to_num(probabilities, nan=0.5), present, labels, groups=groups)
         if stacked is not None:
             losses["stacking"] = subject_losses(stacked)
     return one_standard_error_choice(losses, "mean"), {rule: float(v.mean()) for rule, v in losses.items()}
