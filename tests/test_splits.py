@@ -136,3 +136,32 @@ def test_holdout_never_leaves_training_with_one_class(seed):
     groups = ["a", "a", "b", "b", "c", "d", "d", "e"]
     keep, held = grouped_holdout(y, groups, 0.2, seed)
     assert set(y[keep]) == {0, 1} and not _participants(groups, keep) & _participants(groups, held)
+
+
+def test_stacking_scores_keep_a_participants_visits_in_one_fold(monkeypatch):
+    """The stacker's out-of-fold scores (aggregation-rule selection) are grouped too."""
+    from anchorad_core.fusion.aggregation import stacking_cv_probabilities
+    from anchorad_core.training import splits
+
+    rng = np.random.default_rng(0)
+    y, groups = _visits(12)
+    probs = rng.uniform(0.05, 0.95, (2, len(y), 1))
+    probs = np.concatenate([1 - probs, probs], axis=-1)
+    present = np.ones((2, len(y)), dtype=bool)
+    used = []
+    real = splits.grouped_kfold
+    monkeypatch.setattr(splits, "grouped_kfold", lambda *a: used.append(real(*a)) or used[-1])
+    out = stacking_cv_probabilities(probs, present, y, groups=groups)
+    assert out.shape == (len(y), 2) and used
+    for train, test in used[0]:
+        assert not _participants(groups, train) & _participants(groups, test)
+    # no groups: exactly the ungrouped stratified folds used before
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    from anchorad_core.fusion.aggregation import _features
+
+    k = min(5, np.bincount(y).min())
+    before = cross_val_predict(LogisticRegression(C=1.0, max_iter=2000), _features(probs, present), y,
+                               cv=StratifiedKFold(k, shuffle=True, random_state=0), method="predict_proba")
+    np.testing.assert_allclose(stacking_cv_probabilities(probs, present, y), before)

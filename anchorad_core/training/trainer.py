@@ -206,7 +206,7 @@ def fit_aggregation(model: AnchorADModel, rule: str, val: CohortInputs, cache: F
         model.stacker = {"weights": {a.value: w for a, w in zip(anchors, stacker["weights"])}, "bias": stacker["bias"]}
     params = model.aggregation_parameters()
     best, scores = select_rule(probs, present, val.labels, params["round_weights"], params["temperatures"],
-                               params["stacker"])
+                               params["stacker"], groups=val.group_ids)
     if rule == "auto":
         model.aggregation_rule = best
         why = (f"{'the mean' if best == 'mean' else best}: one-standard-error rule on the validation log-loss "
