@@ -141,3 +141,16 @@ def test_note_fields_record_and_its_line(bids):
     assert note_fields_text(record) == ("3 notes: age (1), sex (1), education_years (1), cdr_sb (1), cdr_global (1), "
                                         "adas13 (1), faq (1); free text in 3; left out: mmse")
     assert note_fields_text(None) == "not recorded"
+
+
+def test_the_report_states_the_note_fields_in_one_line():
+    from anchorad_core.report import pages
+    from anchorad_core.report.bundle_info import BundleInfo
+
+    class Diagnosis:
+        labels, bundle = ["NC", "AD"], {}
+
+    record = {"notes": 20, "fields": {"age": 20, "sex": 20, "free_text": 4}, "left_out": ["cdr_sb", "mmse"]}
+    rows = dict(pages._bundle_rows(Diagnosis(), BundleInfo.of(Diagnosis(), {"note_fields": record, "config": {}})))
+    assert rows["Clinical notes"] == "20 notes: age, sex; free text in 4; left out: cdr_sb, mmse"
+    assert "Clinical notes" not in dict(pages._bundle_rows(Diagnosis(), BundleInfo.of(Diagnosis(), {"config": {}})))

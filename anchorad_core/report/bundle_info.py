@@ -14,7 +14,8 @@ class BundleInfo:
     """The bundle's identity and provenance as the report states them (``None``: not known).
 
     ``provenance`` is the manifest's JSON record (``training_data``, ``synthetic_data``, ``notes``);
-    ``backbones`` maps each modality to its backbone family.
+    ``backbones`` maps each modality to its backbone family; ``note_fields`` is what the training
+    notes contained (:mod:`anchorad_core.data.note_fields`).
     """
 
     path: str | None = None
@@ -26,6 +27,7 @@ class BundleInfo:
     anchorad_version: str | None = None
     training_subjects: int | None = None
     backbones: dict[str, str] = field(default_factory=dict)
+    note_fields: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, diagnosis: "Diagnosis", bundle: "Bundle | Mapping[str, Any] | None" = None) -> "BundleInfo":
@@ -42,6 +44,7 @@ class BundleInfo:
                 info["created"] = manifest.get("created")
                 info["anchorad_version"] = manifest.get("anchorad_version")
                 info["training_subjects"] = manifest.get("training_subjects")
+                info["note_fields"] = manifest.get("note_fields")
                 backbones = (manifest.get("config") or {}).get("backbones") or {}
                 info["backbones"] = {
                     m: (b.get("family") or b.get("preset") or "?") if isinstance(b, Mapping) else str(b)
@@ -61,4 +64,5 @@ class BundleInfo:
             anchorad_version=info.get("anchorad_version"),
             training_subjects=info.get("training_subjects"),
             backbones=dict(info.get("backbones") or {}),
+            note_fields=info.get("note_fields"),
         )

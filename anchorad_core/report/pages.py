@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 
 from ..explain.attention import NEAR_UNIFORM_RULE
+from ..data.note_fields import note_fields_text
 from ..explain.attributions import BASELINES_TEXT, DELTA_TOLERANCE, MAX_N_STEPS
 from . import layout as L
 from .anatomy import Anatomy
@@ -270,7 +271,7 @@ def _bundle_rows(diagnosis: "Diagnosis", info: BundleInfo) -> list[tuple[str, st
     backbones = ", ".join(f"{TITLES.get(m, m)}: {f}" for m, f in info.backbones.items())
     synthetic = ("YES — the training subjects are synthetic" if prov.get("synthetic_data") else
                  ("no (as declared by the bundle)" if "synthetic_data" in prov else "unspecified"))
-    return [
+    rows = [
         ("Bundle", _known(info.path)),
         ("Format version", _known(info.format_version)),
         ("Content hash (SHA-256)", _known(info.hash)),
@@ -282,6 +283,9 @@ def _bundle_rows(diagnosis: "Diagnosis", info: BundleInfo) -> list[tuple[str, st
         ("Training data", str(prov.get("training_data", "unspecified"))),
         ("Synthetic data", synthetic),
     ]
+    if info.note_fields:  # what the training notes held (bundles that record it)
+        rows.insert(7, ("Clinical notes", note_fields_text(info.note_fields)))
+    return rows
 
 
 def _known(value: object) -> str:
