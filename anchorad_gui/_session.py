@@ -471,8 +471,9 @@ def read_subject_state(folder: "str | Path") -> SubjectState:
         )
     warnings = list(files.warnings)
     clinical = None
-    if files.clinical_note is not None or files.clinical_json is not None:
-        clinical = read_clinical(files.clinical_note, files.clinical_json, warnings)
+    if files.clinical_note is not None or files.clinical_json is not None or files.clinical_fields:
+        clinical = read_clinical(files.clinical_note, files.clinical_json, warnings,  # a session: its table row too
+                                 table_fields=files.clinical_fields, table_path=files.clinical_table)
     genetics, note = None, ""
     if files.genetics is not None:
         path = files.genetics
