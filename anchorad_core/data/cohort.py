@@ -257,9 +257,10 @@ def _read_participants(tsv: Path, need_diagnosis: bool) -> pd.DataFrame:
     needed = ("participant_id", "diagnosis") if need_diagnosis else ("participant_id",)
     for col in needed:
         if col not in df.columns:
+            hint = "" if col == "participant_id" else " Per-session labels come from a label table (--labels)."
             raise InputDataError(
                 f"participants.tsv has no {col!r} column (columns: {', '.join(df.columns)}); "
-                "is it tab-separated?",
+                f"is it tab-separated?{hint}",
                 tsv,
             )
     if df.empty:
