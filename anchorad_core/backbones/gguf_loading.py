@@ -5,9 +5,10 @@ dtype) with the ``gguf`` package; for SmolLM2-135M this takes about 15 s of CPU 
 cores, most of it parsing the file's metadata three times (config, tokenizer, weights).
 Cross-validation builds a fresh backbone per fold and loading a bundle builds it again, so
 the parsed config, tokenizer and weights are kept in memory, keyed by the file's path, size,
-modification time and the dtype, and every later build gets its own copies: the model is
-built with empty parameters (``accelerate.init_empty_weights``) and the kept weights are
-assigned to it, cloned, so training one backbone never changes another.
+modification time and the dtype. The first build gets the loaded model itself and the cache
+keeps a copy of its weights; every later build gets its own copies: the model is built with
+empty parameters (``accelerate.init_empty_weights``) and the kept weights are assigned to it,
+cloned, so training one backbone never changes another.
 """
 from __future__ import annotations
 
@@ -75,14 +76,17 @@ def load_gguf_model(
     except OSError as exc:
         raise CheckpointError(f"{what}: cannot read the GGUF file ({exc.strerror})", path=path) from None
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, dtype)
+    loaded = None
     with _LOCK:
         parsed = _CACHE.get(key)
         if parsed is None or (load_weights and parsed.state is None):
-            parsed = _parse(folder, gguf_file, dtype, load_weights, what, parsed)
+            parsed, loaded = _parse(folder, gguf_file, dtype, load_weights, what, parsed)
             _CACHE[key] = parsed
     hf_config = copy.deepcopy(parsed.hf_config)
     tokenizer = copy.deepcopy(parsed.tokenizer)
-    if load_weights:
+    if loaded is not None:
+        model = loaded
+    elif load_weights:
         assert parsed.state is not None
         model = _model_with_weights(hf_config, parsed.state)
     else:
@@ -96,8 +100,9 @@ def load_gguf_model(
 
 def _parse(
     folder: Path, gguf_file: str, dtype: torch.dtype, load_weights: bool, what: str, known: "_Parsed | None"
-) -> _Parsed:
-    """Read the config and tokenizer (unless ``known``) and, with ``load_weights``, the weights."""
+) -> "tuple[_Parsed, torch.nn.Module | None]":
+    """Read the config and tokenizer (unless ``known``) and, with ``load_weights``, the model
+    (returned beside the parsed parts, which keep a copy of its weights)."""
     from transformers import AutoModel
 
     if known is None:
@@ -106,7 +111,7 @@ def _parse(
     else:
         hf_config, tokenizer = known.hf_config, known.tokenizer
     if not load_weights:
-        return _Parsed(hf_config, tokenizer, None)
+        return _Parsed(hf_config, tokenizer, None), None
     try:
         model, info = AutoModel.from_pretrained(
             str(folder), gguf_file=gguf_file, config=copy.deepcopy(hf_config), dtype=dtype,
@@ -116,7 +121,7 @@ def _parse(
     check_loading_info(info, folder / gguf_file, [r"position_ids$", r"rotary_emb"], what)
     strip_unused_heads(model)
     state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
-    return _Parsed(hf_config, tokenizer, state)
+    return _Parsed(hf_config, tokenizer, state), model
 
 
 def _model_with_weights(hf_config: Any, state: dict[str, torch.Tensor]) -> torch.nn.Module:

@@ -53,6 +53,9 @@ ATLAS_FOLDER = "atlas"
 
 _IMAGE_KEY, _LABELS_KEY = "fmri_atlas_image", "fmri_atlas_labels"
 
+#: User atlases already checked in this process: (name, image, table, SHA-256, ROIs).
+_CHECKED: set[tuple[str, str, str, str, int]] = set()
+
 
 @dataclass(frozen=True)
 class Atlas:
@@ -170,12 +173,15 @@ def atlas_of(config: "PreprocessConfig") -> Atlas:
         raise ConfigError(
             f"fMRI atlas {config.fmri_atlas}: the label image or table changed since the model recorded it "
             "(content hash mismatch)", image)
-    table = read_label_table(labels)
-    if len(table) != config.fmri_n_rois:
-        raise ConfigError(
-            f"fmri_n_rois={config.fmri_n_rois} does not match atlas {config.fmri_atlas!r} "
-            f"({len(table)} ROIs in its label table)", labels)
-    _check_label_image(image, table)
+    checked = (config.fmri_atlas, str(image), str(labels), sha, config.fmri_n_rois)
+    if checked not in _CHECKED:  # the image check reads every voxel: once per process and content
+        table = read_label_table(labels)
+        if len(table) != config.fmri_n_rois:
+            raise ConfigError(
+                f"fmri_n_rois={config.fmri_n_rois} does not match atlas {config.fmri_atlas!r} "
+                f"({len(table)} ROIs in its label table)", labels)
+        _check_label_image(image, table)
+        _CHECKED.add(checked)
     templates.register_atlas(config.fmri_atlas, image, labels)
     return Atlas(config.fmri_atlas, image, templates.atlas_labels(config.fmri_atlas), shipped=False, sha256=sha)
 
