@@ -14,6 +14,7 @@ from .config import StageSettings, TrainConfig
 from .features import FeatureCache
 from .gradient_checkpointing import keep_checkpointing_in_eval
 from .inputs import CohortInputs
+from .length_batching import DEFAULT_MAX_SAMPLES, batched_by_length
 from .loop import TrainHistory, fit
 
 
@@ -87,9 +88,15 @@ def train_phase2(
 
 
 def anchored_probabilities(
-    model: "object", inputs: CohortInputs, cache: FeatureCache, batch_size: int = 8
+    model: "object", inputs: CohortInputs, cache: FeatureCache, batch_size: int = DEFAULT_MAX_SAMPLES,
+    max_tokens: "int | None" = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-round probabilities ``(R, n, K)`` and presence ``(R, n)`` over the model's anchors."""
+    """Per-round probabilities ``(R, n, K)`` and presence ``(R, n)`` over the model's anchors.
+
+    Each round runs over batches of similar anchor length (:func:`.length_batching.batched_by_length`:
+    at most ``batch_size`` subjects and ``max_tokens`` padded anchor tokens), written back in
+    the subjects' order.
+    """
     anchors = model.anchors()  # type: ignore[attr-defined]
     probs = np.full((len(anchors), len(inputs), len(model.labels)), np.nan)  # type: ignore[attr-defined]
     present = np.zeros((len(anchors), len(inputs)), dtype=bool)
@@ -98,10 +105,8 @@ def anchored_probabilities(
             backbone = model.backbone(anchor)  # type: ignore[attr-defined]
             index = np.flatnonzero(inputs.present(anchor))
             present[r, index] = True
-            for s in range(0, len(index), batch_size):
-                chunk = index[s : s + batch_size]
+            for chunk, batch in batched_by_length(backbone, inputs.samples[anchor], index, batch_size, max_tokens):
                 ids = [inputs.subject_ids[i] for i in chunk]
-                batch = backbone.collate([inputs.samples[anchor][i] for i in chunk])
                 out = model.anchored(anchor, batch, cache.aux_for_anchor(anchor, ids))  # type: ignore[attr-defined]
                 probs[r, chunk] = torch.softmax(out.logits, -1).float().cpu().numpy()
     return probs, present
