@@ -140,3 +140,70 @@ def test_cross_fitted_features_of_a_training_subject_come_from_a_model_without_i
         with torch.no_grad():
             own = result.model.encode(Modality.SMRI, final.collate([inputs.samples[Modality.SMRI][i]])).pooled[0]
         torch.testing.assert_close(own, result.cache.pooled[Modality.SMRI][sid])
+
+
+def _head_config():
+    from anchorad_core.training.config import StageSettings
+
+    config = toy_config()
+    for m in config.phase1:
+        config.phase1[m] = StageSettings(epochs=2, batch_size=4, lr=1e-2, patience=2, mode="head")
+    return config
+
+
+def test_frozen_backbones_are_encoded_once_for_all_folds_with_the_same_results(monkeypatch):
+    """Every phase 1 a probe of a frozen backbone: one feature pass over the cohort serves every fold,
+    baseline and ablation variant, and every method's predictions equal those of per-fold passes."""
+    from anchorad_core.training.features import FeatureCache
+
+    inputs = toy_inputs(16, drop={"fmri": [3]})
+    passes: list[int] = []
+    real = FeatureCache.compute.__func__
+
+    def counting(cls, model, subjects, *args, **kwargs):
+        passes.append(len(subjects))
+        return real(cls, model, subjects, *args, **kwargs)
+
+    monkeypatch.setattr(FeatureCache, "compute", classmethod(counting))
+    run = lambda: cross_validate(_head_config(), inputs, ["NC", "AD"], "NC-AD", folds=2, ablation=("nq=0",),  # noqa: E731
+                                 features=_features(inputs))
+    shared = run()
+    assert passes == [16] and shared.shared_features_s > 0
+    monkeypatch.setattr(evaluate_module, "features_are_fold_independent", lambda config: False)
+    per_fold = run()
+    assert passes[1:] == [16, 16] and per_fold.shared_features_s == 0  # each fold: its train + val + test
+    assert shared.predictions.keys() == per_fold.predictions.keys()
+    for key, probs in shared.predictions.items():
+        np.testing.assert_allclose(probs, per_fold.predictions[key], atol=1e-5, err_msg=str(key))
+
+
+def test_precomputed_features_must_cover_every_subject_and_need_frozen_backbones():
+    from anchorad_core.training.evaluate import split_train_val
+    from anchorad_core.training.trainer import frozen_feature_cache, train_anchorad
+
+    inputs = toy_inputs(12)
+    train, val = split_train_val(inputs, 0.25, seed=0)
+    partial = frozen_feature_cache(_head_config(), ["NC", "AD"], train)
+    with pytest.raises(ValueError, match="lack"):
+        train_anchorad(_head_config(), ["NC", "AD"], train, val, features=partial)
+    with pytest.raises(ValueError, match="head"):
+        train_anchorad(toy_config(), ["NC", "AD"], train, val, features=partial)
+
+
+def test_fold_profile_parts_add_up_and_reach_the_results_file(spied_cv, tmp_path):
+    import json
+
+    from anchorad_core.training.profile import PARTS
+
+    _, evaluation, _ = spied_cv
+    assert len(evaluation.profile) == 4
+    for fold in evaluation.profile:
+        assert set(fold["parts"]) == set(PARTS) and all(v >= 0 for v in fold["parts"].values())
+        assert fold["parts"]["phase 1"] > 0 and fold["parts"]["phase 2"] > 0 and fold["parts"]["ablation"] > 0
+        # what the parts leave over (splitting, bookkeeping) is a sliver of the recorded fold total
+        assert 0 <= fold["other_s"] <= 0.05 * fold["total_s"] + 0.05
+        assert sum(fold["parts"].values()) + fold["other_s"] == pytest.approx(fold["total_s"])
+    summary = evaluation.profile_summary()
+    assert summary["folds_s"] <= summary["wall_s"] and summary["evaluate_over_main_train"] >= 1
+    data = json.loads(write_results([evaluation], tmp_path)["json"].read_text())
+    assert data["profile"]["totals"].keys() == set(PARTS) and len(data["profile"]["folds"]) == 4

@@ -43,8 +43,12 @@ from .features import FeatureCache
 from .output_fusion_training import output_fusion_probabilities, train_output_fusion
 from .phase2 import anchored_probabilities
 from .splits import grouped_holdout, grouped_kfold
+from .profile import fold_profile, profile_summary, timed
 from .statistics import auc_with_ci, paired_delong
-from .trainer import TrainingResult, build_model, load_phase1_state, phase1_state, run_phase2, train_anchorad
+from .trainer import (
+    TrainingResult, build_model, features_are_fold_independent, frozen_feature_cache, load_phase1_state, phase1_state,
+    run_phase2, train_anchorad,
+)
 
 FUSION_NAMES = {"concat": "concat", "linear": "linear fusion", "self-attention": "self-attention fusion"}
 
@@ -104,14 +108,18 @@ def evaluate_split(
     progress: Progress = SILENT,
     device: "torch.device | str" = "cpu",
     features: "SummaryFeatures | None" = None,
+    phase1_features: "FeatureCache | None" = None,
 ) -> tuple[list[dict[str, Any]], dict[MethodKey, np.ndarray], TrainingResult]:
     """Train everything on ``train``/``val`` and score every method on ``test``.
 
+    ``phase1_features``: the frozen backbones' features of all three splits, computed
+    beforehand (:func:`~.trainer.frozen_feature_cache`); every method then reads them.
     Returns the per-method metric rows, the per-method test probabilities ``(n_test, K)``
     (NaN rows where a method gives no prediction) and the training result.
     """
-    result = train_anchorad(config, labels, train, val, progress, device, extra_cache_inputs=test)
-    model, cache = result.model, result.cache
+    result = train_anchorad(config, labels, train, val, progress, device, extra_cache_inputs=test,
+                            features=phase1_features)
+    model, cache, seconds = result.model, result.cache, result.seconds
     rows: list[dict[str, Any]] = []
     predictions: dict[MethodKey, np.ndarray] = {}
 
@@ -120,48 +128,52 @@ def evaluate_split(
         rows.append({"modality": modality, "method": method, "task": task, "fold": fold,
                      **binary_metrics(test.labels, probs)})
 
-    unimodal = unimodal_from_cache(result, test)
-    for m, probs in unimodal.items():
-        add(m.title, "uni-modal", probs)
-    if features is not None:
-        fit_ids = train.subject_ids + val.subject_ids
-        fit_y = np.concatenate([train.labels, val.labels])
-        for m in model.modalities:
-            baseline = ClassicalBaseline([m]).fit(features, fit_ids, fit_y)
-            add(m.title, "classical", baseline.predict_proba(features, test.subject_ids))
-        everything = ClassicalBaseline(model.modalities).fit(features, fit_ids, fit_y)
-        add("All", "classical", everything.predict_proba(features, test.subject_ids))
-    add("All", "late fusion", late_fusion(unimodal))
-    for method, name in FUSION_NAMES.items():
-        fusion = train_output_fusion(method, model.modalities, cache, train, val, len(labels), config.seed)
-        add("All", name, output_fusion_probabilities(fusion, model.modalities, cache, test))
+    with timed(seconds, "scoring"):
+        unimodal = unimodal_from_cache(result, test)
+        for m, probs in unimodal.items():
+            add(m.title, "uni-modal", probs)
+    with timed(seconds, "baselines"):
+        if features is not None:
+            fit_ids = train.subject_ids + val.subject_ids
+            fit_y = np.concatenate([train.labels, val.labels])
+            for m in model.modalities:
+                baseline = ClassicalBaseline([m]).fit(features, fit_ids, fit_y)
+                add(m.title, "classical", baseline.predict_proba(features, test.subject_ids))
+            everything = ClassicalBaseline(model.modalities).fit(features, fit_ids, fit_y)
+            add("All", "classical", everything.predict_proba(features, test.subject_ids))
+        add("All", "late fusion", late_fusion(unimodal))
+        for method, name in FUSION_NAMES.items():
+            fusion = train_output_fusion(method, model.modalities, cache, train, val, len(labels), config.seed)
+            add("All", name, output_fusion_probabilities(fusion, model.modalities, cache, test))
 
-    round_probs, present = anchored_probabilities(model, test, cache)
-    for r, anchor in enumerate(model.anchors()):
-        add(anchor.title, "anchor round", round_probs[r])
-    by_rule = anchored_by_rule(model, round_probs, present)
-    for rule, probs in by_rule.items():
-        add("All", f"anchored ({rule})", probs)
-    rows[-1]["rule"] = model.aggregation_rule
+    with timed(seconds, "scoring"):
+        round_probs, present = anchored_probabilities(model, test, cache)
+        for r, anchor in enumerate(model.anchors()):
+            add(anchor.title, "anchor round", round_probs[r])
+        by_rule = anchored_by_rule(model, round_probs, present)
+        for rule, probs in by_rule.items():
+            add("All", f"anchored ({rule})", probs)
+        rows[-1]["rule"] = model.aggregation_rule
 
-    base = phase1_state(model)
-    for variant in ablation:
-        name, changes = parse_variant(variant)
-        if all(getattr(config, k) == v for k, v in changes.items()):
-            add("All", f"anchored {name}", by_rule["selected"])
-            continue
-        varied = copy.deepcopy(config)
-        for key, value in changes.items():
-            setattr(varied, key, value)
-        clone = build_model(varied, labels, load_weights=False, device=device)
-        load_phase1_state(clone, base)
-        variant_cache = cache
-        if varied.cross_fit_folds < 2 <= config.cross_fit_folds and result.cross_fitted:
-            variant_cache = FeatureCache.compute(model, CohortInputs.concat(train, val, test), progress=progress)
-        run_phase2(TrainingResult(clone), varied, train, val, variant_cache, progress)
-        probs, pres = anchored_probabilities(clone, test, variant_cache)
-        agg = clone.aggregate(torch.as_tensor(np.nan_to_num(probs, nan=0.5)), torch.as_tensor(pres))
-        add("All", f"anchored {name}", agg.numpy())
+    with timed(seconds, "ablation"):
+        base = phase1_state(model) if ablation else {}
+        for variant in ablation:
+            name, changes = parse_variant(variant)
+            if all(getattr(config, k) == v for k, v in changes.items()):
+                add("All", f"anchored {name}", by_rule["selected"])
+                continue
+            varied = copy.deepcopy(config)
+            for key, value in changes.items():
+                setattr(varied, key, value)
+            clone = build_model(varied, labels, load_weights=False, device=device)
+            load_phase1_state(clone, base)
+            variant_cache = cache
+            if varied.cross_fit_folds < 2 <= config.cross_fit_folds and result.cross_fitted:
+                variant_cache = FeatureCache.compute(model, CohortInputs.concat(train, val, test), progress=progress)
+            run_phase2(TrainingResult(clone), varied, train, val, variant_cache, progress)
+            probs, pres = anchored_probabilities(clone, test, variant_cache)
+            agg = clone.aggregate(torch.as_tensor(np.nan_to_num(probs, nan=0.5)), torch.as_tensor(pres))
+            add("All", f"anchored {name}", agg.numpy())
     return rows, predictions, result
 
 
@@ -204,6 +216,13 @@ class Evaluation:
     curves
         Per fold: the training and validation loss curves of every phase-1 model and
         anchored round.
+    profile
+        Per fold: seconds per part (:func:`~.profile.fold_profile`, with ``task``, ``repeat``
+        and ``fold``).
+    wall_s
+        Wall-clock seconds of the whole cross-validation (cohort-wide preparation included).
+    shared_features_s
+        Of which computing the phase-1 features once for every fold (frozen backbones; 0 otherwise).
     """
 
     task: str
@@ -215,6 +234,13 @@ class Evaluation:
     predictions: dict[MethodKey, np.ndarray] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     curves: list[dict[str, Any]] = field(default_factory=list)
+    profile: list[dict[str, Any]] = field(default_factory=list)
+    wall_s: float = 0.0
+    shared_features_s: float = 0.0
+
+    def profile_summary(self) -> dict[str, Any]:
+        """:func:`~.profile.profile_summary` of this cross-validation alone."""
+        return profile_summary(self.profile, self.wall_s, self.shared_features_s)
 
     def record(self, repeat: int, test_index: np.ndarray, predictions: dict[MethodKey, np.ndarray]) -> None:
         """Store one fold's test probabilities at the subjects' positions."""
@@ -246,30 +272,45 @@ def cross_validate(
 
     Repeat ``r`` shuffles with seed ``config.seed + r``; every method sees the same splits,
     and each fold's validation subjects (early stopping, aggregation weights) come from its
-    training part only.
+    training part only. When no phase 1 changes its backbone
+    (:func:`~.trainer.features_are_fold_independent`), the phase-1 features of every subject
+    are computed once and every fold, baseline and ablation variant reads them.
     """
     evaluation = Evaluation(task, list(labels), list(inputs.subject_ids), np.asarray(inputs.labels), repeats,
                             "selected" if config.aggregation == "auto" else config.aggregation)
     total = folds * repeats
-    for repeat in range(repeats):
-        splits = grouped_kfold(inputs.labels, inputs.group_ids, folds, config.seed + repeat)
-        for fold, (train_idx, test_idx) in enumerate(splits):
-            progress.update(f"cross-validation {task}", repeat * folds + fold, total)
-            train, val = split_train_val(inputs.subset(train_idx), config.val_fraction,
-                                         config.seed + 1000 * repeat + fold)
-            fold_rows, predictions, result = evaluate_split(
-                config, labels, train, val, inputs.subset(test_idx), task, fold, ablation, progress, device, features
-            )
-            for row in fold_rows:
-                row["repeat"] = repeat
-            evaluation.rows.extend(fold_rows)
-            evaluation.record(repeat, test_idx, predictions)
-            evaluation.curves.append({
-                "repeat": repeat, "fold": fold,
-                "phase1": {m: h.to_dict() for m, h in result.phase1.items()},
-                "phase2": {m: h.to_dict() for m, h in result.phase2.items()},
-            })
-    progress.update(f"cross-validation {task}", total, total)
+    wall: dict[str, float] = {}
+    with timed(wall, "cross-validation"):
+        shared = None
+        if features_are_fold_independent(config):
+            with timed(wall, "shared features"):
+                shared = frozen_feature_cache(config, labels, inputs, progress, device)
+        for repeat in range(repeats):
+            splits = grouped_kfold(inputs.labels, inputs.group_ids, folds, config.seed + repeat)
+            for fold, (train_idx, test_idx) in enumerate(splits):
+                progress.update(f"cross-validation {task}", repeat * folds + fold, total)
+                fold_wall: dict[str, float] = {}
+                with timed(fold_wall, "fold"):
+                    train, val = split_train_val(inputs.subset(train_idx), config.val_fraction,
+                                                 config.seed + 1000 * repeat + fold)
+                    fold_rows, predictions, result = evaluate_split(
+                        config, labels, train, val, inputs.subset(test_idx), task, fold, ablation, progress, device,
+                        features, shared,
+                    )
+                    for row in fold_rows:
+                        row["repeat"] = repeat
+                    evaluation.rows.extend(fold_rows)
+                    evaluation.record(repeat, test_idx, predictions)
+                    evaluation.curves.append({
+                        "repeat": repeat, "fold": fold,
+                        "phase1": {m: h.to_dict() for m, h in result.phase1.items()},
+                        "phase2": {m: h.to_dict() for m, h in result.phase2.items()},
+                    })
+                evaluation.profile.append({"task": task, "repeat": repeat, "fold": fold,
+                                           **fold_profile(result.seconds, fold_wall["fold"])})
+        progress.update(f"cross-validation {task}", total, total)
+    evaluation.wall_s = wall["cross-validation"]
+    evaluation.shared_features_s = wall.get("shared features", 0.0)
     return evaluation
 
 
@@ -449,8 +490,10 @@ def write_results(evaluations: "Sequence[Evaluation] | list[dict[str, Any]]", ou
         oof = {e.task: {"subject_ids": e.subject_ids, "labels": e.y.tolist(),
                         "methods": {f"{k[0]} | {k[1]}": e.pooled(k)[:, 1].tolist() for k in e.predictions}}
                for e in evals}
+        profile = profile_summary([f for e in evals for f in e.profile], sum(e.wall_s for e in evals),
+                                  sum(e.shared_features_s for e in evals))
         payload = {"summary": summary, "paired_tests": tests, "folds": rows, "curves": curves,
-                   "out_of_fold": oof, **(extra or {})}
+                   "out_of_fold": oof, "profile": profile, **(extra or {})}
         if curves:
             paths["curves"] = plot_curves(curves, out_dir / "training_curves.png")
     else:

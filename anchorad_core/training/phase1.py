@@ -12,6 +12,7 @@ from ..fusion.lora import LoraSettings, attach_lora
 from ..modality import Modality
 from ..progress import SILENT, Progress
 from .config import StageSettings
+from .features import FeatureCache
 from .inputs import CohortInputs
 from .linear_probe import fit_linear_probe
 from .loop import TrainHistory, fit
@@ -27,6 +28,7 @@ def train_phase1(
     progress: Progress = SILENT,
     checkpoint: "Path | None" = None,
     accelerator: Any = None,
+    features: "FeatureCache | None" = None,
 ) -> TrainHistory:
     """Fine-tune ``modality``'s backbone and phase-1 head with cross-entropy.
 
@@ -40,6 +42,9 @@ def train_phase1(
 
     BatchNorm layers keep their (pretrained) running statistics while fine-tuning: with a
     few subjects per batch their batch statistics would be noise.
+
+    ``features`` (pooled features of this very backbone as built, e.g. computed once for
+    every fold of a cross-validation) feed the probe instead of running the backbone again.
     """
     train, val = train.with_modality(modality), val.with_modality(modality)
     backbone = model.backbone(modality)  # type: ignore[attr-defined]
@@ -57,9 +62,10 @@ def train_phase1(
         backbone.eval()
         with torch.no_grad():
             feats = {
-                name: torch.cat([backbone(samples(inp, list(range(s, min(s + 8, len(inp)))))).pooled.float()
-                                 for s in range(0, len(inp), 8)]).cpu().numpy()
-                if len(inp) else np.zeros((0, backbone.pooled_width), dtype=np.float32)
+                name: np.zeros((0, backbone.pooled_width), dtype=np.float32) if not len(inp)
+                else features.pooled_batch(modality, inp.subject_ids)[0].numpy() if features is not None
+                else torch.cat([backbone(samples(inp, list(range(s, min(s + 8, len(inp)))))).pooled.float()
+                                for s in range(0, len(inp), 8)]).cpu().numpy()
                 for name, inp in (("train", train), ("val", val))
             }
         probe = fit_linear_probe(head, feats["train"], train.labels, feats["val"], val.labels)

@@ -15,7 +15,7 @@ from ..model import AnchorADModel
 from ..modality import Modality
 from ..progress import SILENT, Progress
 from .config import TrainConfig
-from .cross_fitting import cross_fit_cache
+from .cross_fitting import cross_fit_cache, modalities_to_cross_fit
 from .features import FeatureCache
 from .gradient_checkpointing import enable_gradient_checkpointing
 from .inputs import CohortInputs
@@ -97,11 +97,14 @@ def run_phase1(
     device: "torch.device | str" = "cpu",
     run: "RunState | None" = None,
     accelerator: Any = None,
+    features: "FeatureCache | None" = None,
 ) -> TrainingResult:
     """Build the model and fine-tune every modality alone.
 
     With a ``run`` folder, finished modalities are loaded instead of retrained and an
-    interrupted one resumes from its last epoch.
+    interrupted one resumes from its last epoch. ``features`` (phase-1 features of the
+    backbones as built: :func:`frozen_feature_cache`) feed the linear probes of the
+    modalities they hold instead of running those backbones again.
     """
     seconds: dict[str, float] = {}
     with timed(seconds, "phase1.build"):
@@ -121,6 +124,7 @@ def run_phase1(
                 result.phase1[modality.value] = train_phase1(
                     model, modality, train, val, config.phase1[modality.value], config.seed + i, progress,
                     checkpoint=run.epoch_file(stage) if run is not None else None, accelerator=accelerator,
+                    features=features if features is not None and modality in features.pooled else None,
                 )
                 if run is not None:
                     run.finish_stage(stage, {
@@ -228,22 +232,68 @@ def train_anchorad(
     extra_cache_inputs: "CohortInputs | None" = None,
     run: "RunState | None" = None,
     accelerator: Any = None,
+    features: "FeatureCache | None" = None,
 ) -> TrainingResult:
     """Phase 1, the auxiliary-feature cache, then phase 2.
 
     ``extra_cache_inputs`` (e.g. the test split) are added to the feature cache so that
-    evaluation re-uses it instead of running the phase-1 encoders again.
+    evaluation re-uses it instead of running the phase-1 encoders again. ``features``, when
+    every backbone stays frozen (:func:`features_are_fold_independent`), is that cache
+    computed beforehand (:func:`frozen_feature_cache`, e.g. once for all folds of a
+    cross-validation): the probes read it and no phase-1 encoder runs here.
     """
-    result = run_phase1(config, labels, train, val, progress, device, run, accelerator)
+    if features is not None:
+        if not features_are_fold_independent(config):
+            raise ValueError("precomputed phase-1 features need every modality in phase-1 'head' mode")
+        _check_covers(features, CohortInputs.concat(train, val, extra_cache_inputs), config.modalities)
+    result = run_phase1(config, labels, train, val, progress, device, run, accelerator, features)
     with timed(result.seconds, "feature_cache"):
-        everyone = CohortInputs.concat(train, val, extra_cache_inputs)
-        result.cache = FeatureCache.compute(result.model, everyone, progress=progress,
-                                            ram_budget_mb=config.feature_cache_ram_mb)
+        if features is not None:
+            result.cache = features
+        else:
+            everyone = CohortInputs.concat(train, val, extra_cache_inputs)
+            result.cache = FeatureCache.compute(result.model, everyone, progress=progress,
+                                                ram_budget_mb=config.feature_cache_ram_mb)
     if config.cross_fit_folds >= 2:
         with timed(result.seconds, "cross_fitting"):
             result.cross_fitted = cross_fit_cache(result.cache, config, labels, train, val, config.cross_fit_folds,
                                                   progress, device)
     return run_phase2(result, config, train, val, result.cache, progress, run, accelerator)
+
+
+def features_are_fold_independent(config: TrainConfig) -> bool:
+    """Whether every modality's phase 1 leaves its backbone exactly as built (``head`` mode).
+
+    Then a subject's phase-1 features depend neither on labels nor on which subjects a
+    fold trains on (the backbones are built from the same weights and seed every time),
+    so one :func:`frozen_feature_cache` serves every fold.
+    """
+    return not modalities_to_cross_fit(config)
+
+
+def frozen_feature_cache(
+    config: TrainConfig,
+    labels: Sequence[str],
+    inputs: CohortInputs,
+    progress: Progress = SILENT,
+    device: "torch.device | str" = "cpu",
+) -> FeatureCache:
+    """Phase-1 features of every subject in ``inputs`` from the backbones as :func:`build_model` builds them."""
+    model = build_model(config, labels, device=device)
+    return FeatureCache.compute(model, inputs, progress=progress, ram_budget_mb=config.feature_cache_ram_mb)
+
+
+def _check_covers(features: FeatureCache, inputs: CohortInputs, modalities: Sequence[Modality]) -> None:
+    """Raise ``ValueError`` unless ``features`` hold every subject of ``inputs`` that has each of ``modalities``."""
+    for modality in modalities:
+        held = features.pooled.get(modality)
+        if held is None:
+            raise ValueError(f"precomputed phase-1 features lack the {modality.value} modality")
+        missing = [sid for sid, x in zip(inputs.subject_ids, inputs.samples[modality])
+                   if x is not None and sid not in held]
+        if missing:
+            raise ValueError(f"precomputed {modality.value} features lack {len(missing)} subjects "
+                             f"(e.g. {missing[0]})")
 
 
 def _loads_pretrained(spec: Any) -> bool:
