@@ -144,6 +144,7 @@ def _evaluate(args: argparse.Namespace, progress: Progress) -> int:
     from .training.evaluate import (
         paired_tests, parse_variant, pooled_summary, pooled_table, results_table, summarise_rows, write_results,
     )
+    from .training.profile import profile_summary, profile_table, timed
     from .workflows import evaluate_bundle, evaluate_cohort
 
     tasks = [t for t in args.task.split(",") if t]
@@ -166,20 +167,27 @@ def _evaluate(args: argparse.Namespace, progress: Progress) -> int:
     ablation = [x.strip() for x in args.ablation.split(",") if x.strip()] if args.ablation else []
     for variant in ablation:
         parse_variant(variant)  # a bad name fails before any training
-    evaluations = evaluate_cohort(args.cohort, tasks, _config(args), args.folds, ablation, progress, args.device,
-                                  repeats=args.repeats, labels=args.labels)
+    wall: dict[str, float] = {}
+    with timed(wall, "evaluate"):
+        evaluations = evaluate_cohort(args.cohort, tasks, _config(args), args.folds, ablation, progress,
+                                      args.device, repeats=args.repeats, labels=args.labels)
+    profile = profile_summary([f for e in evaluations for f in e.profile], wall["evaluate"],
+                              sum(e.shared_features_s for e in evaluations))
     summary = [r for e in evaluations for r in pooled_summary(e)]
     tests = [t for e in evaluations for t in paired_tests(e)]
     if args.out:
-        paths = write_results(evaluations, Path(args.out))
+        paths = write_results(evaluations, Path(args.out), extra={"profile": profile})
         print(f"results written to {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
     if args.json:
         curves = [{"task": e.task, **c} for e in evaluations for c in e.curves]
         rows = [r for e in evaluations for r in e.rows]
-        print(json.dumps(json_safe({"summary": summary, "paired_tests": tests, "folds": rows, "curves": curves}),
-                         indent=2))
+        print(json.dumps(json_safe({"summary": summary, "paired_tests": tests, "folds": rows, "curves": curves,
+                                    "profile": profile}), indent=2))
     else:
         print(pooled_table(summary, tests))
+    if args.profile:  # after the results; on stderr when stdout carries JSON
+        print(f"\nWall time per fold and part (s):\n{profile_table(profile)}",
+              file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -526,6 +534,10 @@ def _parser() -> argparse.ArgumentParser:
                         "per fold)")
     p.add_argument("--out", help="folder for results.json and results.csv")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--profile", action="store_true",
+                   help="also print the wall time per fold split into phase 1, features, phase 2, baselines, "
+                        "ablation and scoring, and evaluate's wall time over its main training runs "
+                        "(always in --json and results.json)")
     training(p)
     device(p)
 
