@@ -15,7 +15,10 @@ bundle (a copy of its model for training) and a small synthetic demo cohort:
 4. **attribution** — Integrated Gradients of one round vs ``n_steps`` forward+backward passes of
    the same round function (in the chunks IG evaluates its path in);
 5. **peak memory** of a full diagnosis with explanations, in a fresh child process (RSS; GPU
-   memory on a GPU).
+   memory on a GPU), and the benchmark process's own peak RSS (phase-2 training included).
+
+Also reported: the bytes of the phase-2 auxiliary-feature cache (float16 tokens, float32
+readouts) next to what a float32 cache of the same features holds.
 
 Performance is checked by this benchmark, never by timed assertions in tests.
 """
@@ -282,6 +285,8 @@ def bench_phase2(model: Any, inputs: Any, repeats: int, batch_size: int = 8, see
         "steps_per_epoch": sum(len(p) for p in plans.values()),
         "batch_size": batch_size,
         "cache_build_s": cache_s,
+        "cache_bytes": cache.nbytes(),
+        "cache_float32_bytes": cache.float32_nbytes(),
         **times,
     }
     model.load_state_dict(state)
@@ -376,8 +381,6 @@ def bench_attribution(pipeline: Any, subject: Any, repeats: int, n_steps: int, a
 # ---------------------------------------------------------------------------- 5. memory
 def peak_memory_child(bundle: str, subject: str, device: str, n_steps: int, threads: int) -> dict[str, Any]:
     """Run in a fresh process: load, diagnose and explain one subject; report peak memory."""
-    import resource
-
     torch.set_num_threads(threads)
     from .explain import explain_subject
     from .inference import DiagnosisPipeline
@@ -389,23 +392,29 @@ def peak_memory_child(bundle: str, subject: str, device: str, n_steps: int, thre
     start = time.perf_counter()
     explain_subject(pipeline, subj, n_steps=n_steps)
     seconds = time.perf_counter() - start
-    # VmHWM: the peak RSS of this process's own address space. ru_maxrss is not used on Linux:
-    # it carries over the RSS of the forked parent (the benchmark) into the exec'd child.
-    peak_mb = None
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                peak_mb = int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    if peak_mb is None:
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak_mb = rss / 2**20 if sys.platform == "darwin" else rss / 1024.0
-    out = {"peak_rss_mb": peak_mb, "explain_s": seconds, "n_steps": n_steps,
+    out = {"peak_rss_mb": peak_rss_mb(), "explain_s": seconds, "n_steps": n_steps,
            "rss_source": "VmHWM" if Path("/proc/self/status").exists() else "ru_maxrss"}
     if pipeline.device.type == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated(pipeline.device) / 2**20
     return out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory (MB) of this process.
+
+    VmHWM: the peak RSS of this process's own address space. ru_maxrss is not used on Linux: it
+    carries over the RSS of the forked parent (the benchmark) into an exec'd child.
+    """
+    import resource
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024.0
 
 
 def bench_memory(bundle: str, subject: str, device: str, n_steps: int, threads: int) -> dict[str, Any]:
@@ -490,6 +499,9 @@ def run_bench(
         figures["phase2_passes_epoch_s"] = r["passes_epoch_s"]
         figures["phase2_recompute_over_cached"] = r["recompute_epoch_s"] / r["cached_epoch_s"]
         figures["phase2_cached_over_minimum"] = r["cached_epoch_s"] / r["passes_epoch_s"]
+        figures["feature_cache_mb"] = r["cache_bytes"] / 2**20
+        figures["feature_cache_float32_mb"] = r["cache_float32_bytes"] / 2**20
+        figures["feature_cache_over_float32"] = r["cache_bytes"] / r["cache_float32_bytes"]
 
     if "cohort" in sections:
         log("cohort inference ...")
@@ -512,6 +524,7 @@ def run_bench(
         if "peak_gpu_mb" in r:
             figures["peak_gpu_mb"] = r["peak_gpu_mb"]
 
+    figures["bench_peak_rss_mb"] = peak_rss_mb()
     result.update(figures)
     result["raw"] = raw
     result["targets"] = {key: {"op": op, "target": target, "pass": check(result.get(key), op, target)}
@@ -553,5 +566,11 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append("raw medians: " + ", ".join(f"{k}={v:.4g}" for k, v in raw))
     if "peak_gpu_mb" in result:
         lines.append(f"peak GPU memory: {result['peak_gpu_mb']:.0f} MB")
+    if "feature_cache_mb" in result:
+        subjects = result.get("raw", {}).get("phase2", {}).get("subjects", "?")
+        lines.append(f"feature cache ({subjects} subjects): {result['feature_cache_mb']:.2f} MB, float32 would be "
+                     f"{result['feature_cache_float32_mb']:.2f} MB ({result['feature_cache_over_float32']:.3f}x)")
+    if "bench_peak_rss_mb" in result:
+        lines.append(f"peak RSS of the benchmark process: {result['bench_peak_rss_mb']:.0f} MB")
     lines.append(f"benchmark wall time: {result['bench_wall_s']:.0f} s")
     return "\n".join(lines)

@@ -90,3 +90,14 @@ def test_gpu_bench_tiny_on_cpu(tmp_path):
     assert _positive(result["diagnosis_s"]) and _positive(result["phase2_step_total_s"])
     assert set(result["phase2_step"]) >= {"smri", "fmri", "clinical", "genetics"}
     assert all(_positive(v) for v in result["parameters"].values())
+
+
+def test_table_reports_the_feature_cache_and_the_benchmark_peak_rss():
+    result = {"machine": {"date": "d", "device": "cpu", "cpu_count": 2, "torch_threads": 1, "torch_version": "t"},
+              "repeats": 1, "warmup": 1, "bench_wall_s": 1.0, "raw": {"phase2": {"subjects": 24}},
+              "feature_cache_mb": 5.0, "feature_cache_float32_mb": 9.9, "feature_cache_over_float32": 0.505,
+              "bench_peak_rss_mb": 812.0}
+    table = bench.format_table(result)
+    assert "feature cache (24 subjects): 5.00 MB, float32 would be 9.90 MB (0.505x)" in table
+    assert "peak RSS of the benchmark process: 812 MB" in table
+    assert bench.peak_rss_mb() > 0
