@@ -207,3 +207,26 @@ def test_fold_profile_parts_add_up_and_reach_the_results_file(spied_cv, tmp_path
     assert summary["folds_s"] <= summary["wall_s"] and summary["evaluate_over_main_train"] >= 1
     data = json.loads(write_results([evaluation], tmp_path)["json"].read_text())
     assert data["profile"]["totals"].keys() == set(PARTS) and len(data["profile"]["folds"]) == 4
+
+
+def test_cli_profile_table_and_json(spied_cv, monkeypatch, capsys, tmp_path):
+    """``evaluate --profile`` prints the table after the results; ``--json`` and results.json carry the figures."""
+    import json
+
+    from anchorad_core import cli, workflows
+
+    _, evaluation, _ = spied_cv
+    monkeypatch.setattr(workflows, "evaluate_cohort", lambda *a, **kw: [evaluation])
+    args = ["evaluate", "--cohort", str(tmp_path), "--task", "NC-AD", "--device", "cpu"]
+    assert cli.main(args + ["--profile"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("Paired DeLong") < out.index("Wall time per fold and part") < out.index("main train")
+    assert cli.main(args + ["--json", "--out", str(tmp_path / "res")]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)["profile"]
+    assert "Wall time per fold" not in captured.err  # the table only with --profile
+    assert len(printed["folds"]) == 4 and printed["evaluate_over_main_train"] > 0
+    assert printed["main_train_s"] == pytest.approx(
+        sum(printed["totals"][p] for p in ("phase 1", "features", "phase 2")) + printed["shared_features_s"])
+    stored = json.loads((tmp_path / "res" / "results.json").read_text())["profile"]
+    assert stored["folds"] == printed["folds"]
