@@ -234,7 +234,7 @@ def _print_convergence(explanation: Any) -> None:
 
 def _report(args: argparse.Namespace, progress: Progress) -> int:
     from .inference import DiagnosisPipeline
-    from .report import report_subject
+    from .workflows import report_subject
 
     out = Path(args.out)
     if out.exists() and not args.force:

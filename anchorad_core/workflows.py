@@ -5,7 +5,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 
 from .bundle import Provenance, load_bundle, save_bundle
@@ -33,6 +33,10 @@ from .training.metrics import binary_metrics
 from .training.phase2 import anchored_probabilities
 from .training.splits import grouped_holdout
 from .training.trainer import TrainingResult, train_anchorad
+
+if TYPE_CHECKING:
+    from .explain.subject import SubjectExplanation
+    from .inference import Diagnosis, DiagnosisPipeline
 
 SYNTHETIC_NOTE = (
     "Subjects are SYNTHETIC (AnchorAD demo cohort): images, ROI series, notes and genotypes were "
@@ -251,6 +255,39 @@ def evaluate_bundle(
     return rows
 
 
+def report_subject(
+    pipeline: "DiagnosisPipeline",
+    subject_dir: "str | Path",
+    out_path: "str | Path",
+    force: bool = False,
+    n_steps: int | None = None,
+    progress: Progress | None = None,
+    explain_dir: "str | Path | None" = None,
+    max_steps: int | None = None,
+) -> "tuple[Diagnosis, SubjectExplanation, Path]":
+    """Load a subject folder, diagnose and explain it, and write its report (``anchorad report``).
+
+    Checks ``out_path`` before the (slow) explanation. Returns ``(diagnosis, explanation, path)``;
+    with ``explain_dir`` the maps are also saved there. IG steps start at ``n_steps`` and are
+    doubled up to ``max_steps`` until the convergence bound is met (the core's defaults).
+    """
+    from .explain import explain_subject
+    from .explain.attributions import DEFAULT_N_STEPS, MAX_N_STEPS
+    from .report import write_report
+    from .report.writer import check_writable
+
+    out_path = check_writable(out_path, force)
+    subject = pipeline.load_subject(subject_dir)
+    diagnosis, explanation = explain_subject(
+        pipeline, subject, n_steps=n_steps or DEFAULT_N_STEPS, max_steps=max_steps or MAX_N_STEPS,
+        progress=progress or SILENT,
+    )
+    if explain_dir is not None:
+        explanation.save(explain_dir)
+    path = write_report(diagnosis, explanation, subject, out_path, pipeline.bundle, force=force)
+    return diagnosis, explanation, path
+
+
 @dataclass
 class DemoOutputs:
     """Where the demo put its results."""
@@ -325,8 +362,6 @@ def run_demo(
 
     # Predict one held-out subject from its folder, as a user would.
     from .inference import DiagnosisPipeline
-
-    from .report import report_subject
 
     start = time.perf_counter()
     complete = [i for i in range(len(test)) if all(test.samples[m][i] is not None for m in config.modalities)]
