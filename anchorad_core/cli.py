@@ -390,7 +390,10 @@ def _check_options(args: argparse.Namespace) -> None:
     if getattr(args, "dtype", None) is not None:
         _option("--dtype", resolve_dtype, args.dtype)
     if getattr(args, "modalities", None):
-        _option("--modalities", parse_modalities, args.modalities)
+        chosen = _option("--modalities", parse_modalities, args.modalities)
+        if args.command != "pretrain" and len(chosen) < 2:
+            raise ConfigError(f"--modalities: AnchorAD fuses modalities (each anchor receives the others); "
+                              f"name at least two, got {args.modalities!r}")
     if getattr(args, "folds", None) is not None and not getattr(args, "bundle", None) and args.folds < 2:
         raise ConfigError(f"--folds: cross-validation needs at least 2 folds, got {args.folds}")
     if getattr(args, "repeats", 1) < 1:

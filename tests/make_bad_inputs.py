@@ -734,6 +734,12 @@ def _(base, work):
     return Setup(argv, ["--modalities"], r"unknown modality 'pet'", outputs, "--modalities")
 
 
+@case("option-one-modality", "options", "--modalities clinical (nothing to fuse)")
+def _(base, work):
+    argv, outputs = _train(base.cohort, work, "--modalities", "clinical")
+    return Setup(argv, ["--modalities"], r"name at least two", outputs, "--modalities")
+
+
 @case("option-config-not-json", "options", "--config file that is not JSON")
 def _(base, work):
     cfg = work / "config.json"
