@@ -10,8 +10,9 @@ bundle (a copy of its model for training) and a small synthetic demo cohort:
 2. **phase-2 training** — an epoch of every anchored round on cached auxiliary features
    (:class:`~anchorad_core.training.features.FeatureCache`) vs recomputing them in every step,
    and vs the anchored forward+backward passes alone (the minimum);
-3. **cohort inference** — batched (``FeatureCache`` + ``anchored_probabilities``, batch 8) vs
-   one :class:`DiagnosisPipeline` call per subject;
+3. **cohort inference** — batched (``FeatureCache`` + ``anchored_probabilities``, batch 8, the
+   anchored passes batched by length) vs one :class:`DiagnosisPipeline` call per subject, and vs
+   the same batches in cohort order (:func:`anchored_in_cohort_order`, as before length batching);
 4. **attribution** — Integrated Gradients of one round vs ``n_steps`` forward+backward passes of
    the same round function (in the chunks IG evaluates its path in);
 5. **peak memory** of a full diagnosis with explanations, in a fresh child process (RSS; GPU
@@ -298,8 +299,26 @@ def bench_phase2(model: Any, inputs: Any, repeats: int, batch_size: int = 8, see
 
 
 # ---------------------------------------------------------------------------- 3. cohort
+@torch.no_grad()
+def anchored_in_cohort_order(model: Any, inputs: Any, cache: Any, batch_size: int = 8) -> np.ndarray:
+    """``(R, n, K)`` round probabilities with each round's subjects batched in cohort order (every
+    batch padded to its longest anchor input): the reference for batching by length."""
+    anchors = model.anchors()
+    probs = np.full((len(anchors), len(inputs), len(model.labels)), np.nan)
+    for r, anchor in enumerate(anchors):
+        backbone = model.backbone(anchor)
+        index = np.flatnonzero(inputs.present(anchor))
+        for start in range(0, len(index), batch_size):
+            chunk = index[start : start + batch_size]
+            batch = backbone.collate([inputs.samples[anchor][i] for i in chunk])
+            aux = cache.aux_for_anchor(anchor, [inputs.subject_ids[i] for i in chunk])
+            probs[r, chunk] = torch.softmax(model.anchored(anchor, batch, aux).logits, -1).float().cpu().numpy()
+    return probs
+
+
 def bench_cohort(pipeline: Any, subjects: list, repeats: int, batch_size: int = 8) -> dict[str, Any]:
-    """Batched cohort inference vs one pipeline call per subject (subjects already loaded)."""
+    """Batched cohort inference (anchored passes by length) vs one pipeline call per subject and vs
+    the same batches in cohort order (subjects already loaded)."""
     from .training.evaluate import anchored_probabilities
     from .training.features import FeatureCache
     from .training.inputs import CohortInputs
@@ -307,10 +326,14 @@ def bench_cohort(pipeline: Any, subjects: list, repeats: int, batch_size: int = 
     model, device = pipeline.model, pipeline.device
     inputs = CohortInputs.from_subjects(subjects)
 
-    def batched() -> None:
+    def batched(by_length: bool = True) -> None:
         with torch.no_grad():
             cache = FeatureCache.compute(model, inputs, batch_size=batch_size)
-            probs, present = anchored_probabilities(model, inputs, cache, batch_size=batch_size)
+            if by_length:
+                probs, present = anchored_probabilities(model, inputs, cache, batch_size=batch_size)
+            else:
+                probs = anchored_in_cohort_order(model, inputs, cache, batch_size)
+                present = ~np.isnan(probs[..., 0])
             model.aggregate(torch.as_tensor(np.nan_to_num(probs, nan=0.5)), torch.as_tensor(present))
         _sync(device)
 
@@ -320,8 +343,10 @@ def bench_cohort(pipeline: Any, subjects: list, repeats: int, batch_size: int = 
         _sync(device)
 
     out: dict[str, Any] = {"subjects": len(subjects), "batch_size": batch_size,
-                           **side_by_side({"batched": batched, "one_by_one": one_by_one}, repeats)}
+                           **side_by_side({"batched": batched, "batched_in_order": lambda: batched(False),
+                                           "one_by_one": one_by_one}, repeats)}
     out["batched_subjects_per_s"] = len(subjects) / out["batched"]["median_s"]
+    out["batched_in_order_subjects_per_s"] = len(subjects) / out["batched_in_order"]["median_s"]
     out["one_by_one_subjects_per_s"] = len(subjects) / out["one_by_one"]["median_s"]
     return out
 
@@ -509,6 +534,7 @@ def run_bench(
         figures["cohort_batched_subjects_per_s"] = r["batched_subjects_per_s"]
         figures["cohort_one_by_one_subjects_per_s"] = r["one_by_one_subjects_per_s"]
         figures["cohort_batched_speedup"] = r["batched_subjects_per_s"] / r["one_by_one_subjects_per_s"]
+        figures["cohort_length_over_order"] = r["batched_subjects_per_s"] / r["batched_in_order_subjects_per_s"]
 
     if "attribution" in sections:
         log("attribution ...")
@@ -564,6 +590,9 @@ def format_table(result: dict[str, Any]) -> str:
     if raw:
         lines.append("")
         lines.append("raw medians: " + ", ".join(f"{k}={v:.4g}" for k, v in raw))
+    if "cohort_length_over_order" in result:
+        lines.append(f"cohort: batched by length / batched in cohort order (subj/s): "
+                     f"{result['cohort_length_over_order']:.2f}x")
     if "peak_gpu_mb" in result:
         lines.append(f"peak GPU memory: {result['peak_gpu_mb']:.0f} MB")
     if "feature_cache_mb" in result:
