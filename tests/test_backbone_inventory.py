@@ -207,3 +207,18 @@ def test_sizing_leaves_the_random_stream_alone():
     torch.manual_seed(123)
     backbone_inventory(["brainmvp-demo", "nt-demo"])
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_the_registry_rejects_a_second_family_or_preset_under_a_taken_name():
+    from anchorad_core.backbones.base import ModalityBackbone
+    from anchorad_core.errors import ConfigError
+
+    registry.presets()  # every family registered
+    config = registry.presets()["nt-demo"]["config"]
+    registry.register_preset("nt-demo", config, "the same config again: harmless")
+    with pytest.raises(ConfigError, match="already registered"):
+        registry.register_preset("nt-demo", {**config, "max_length": 7})
+    impostor = type("Impostor", (ModalityBackbone,), {"family": "hf-text"})
+    with pytest.raises(ConfigError, match="already registered"):
+        registry.register_backbone(impostor)
+    assert registry.families()["hf-text"].__name__ == "HFTextBackbone"

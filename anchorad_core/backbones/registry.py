@@ -19,14 +19,36 @@ _PRESETS: dict[str, dict[str, Any]] = {}
 
 
 def register_backbone(cls: type[ModalityBackbone]) -> type[ModalityBackbone]:
-    """Class decorator: make ``cls`` buildable from configs naming ``cls.family``."""
+    """Class decorator: make ``cls`` buildable from configs naming ``cls.family``.
+
+    Raises
+    ------
+    ConfigError
+        If another class already registered that family name (a silent overwrite would
+        change what every config of that family builds).
+    """
+    known = _FAMILIES.get(cls.family)
+    if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ConfigError(f"backbone family {cls.family!r} is already registered by "
+                          f"{known.__module__}.{known.__qualname__}; choose another family name")
     _FAMILIES[cls.family] = cls
     return cls
 
 
 def register_preset(name: str, config: dict[str, Any], description: str = "") -> None:
-    """Register a named backbone config."""
-    _PRESETS[name] = {"config": dict(config), "description": description}
+    """Register a named backbone config.
+
+    Raises
+    ------
+    ConfigError
+        If ``name`` is already registered with another config.
+    """
+    entry = {"config": dict(config), "description": description}
+    known = _PRESETS.get(name)
+    if known is not None and known["config"] != entry["config"]:
+        raise ConfigError(f"backbone preset {name!r} is already registered with another config; "
+                          f"choose another name")
+    _PRESETS[name] = entry
 
 
 def families() -> dict[str, type[ModalityBackbone]]:
