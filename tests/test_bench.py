@@ -71,9 +71,11 @@ def test_full_run_json_keys(tmp_path):
     assert result["machine"]["torch_threads"] == 1
     for section in ("inference", "phase2", "cohort", "attribution", "memory"):
         assert section in result["raw"]
+    assert _positive(result["cohort_length_over_order"])
     assert _positive(result["raw"]["phase2"]["cache_build_s"])
     table = bench.format_table(result)
     assert "PASS" in table or "MISS" in table
+    assert "cohort: batched by length / batched in cohort order" in table
     assert "torch_threads=1" in table
 
 
