@@ -490,10 +490,11 @@ def write_results(evaluations: "Sequence[Evaluation] | list[dict[str, Any]]", ou
         oof = {e.task: {"subject_ids": e.subject_ids, "labels": e.y.tolist(),
                         "methods": {f"{k[0]} | {k[1]}": e.pooled(k)[:, 1].tolist() for k in e.predictions}}
                for e in evals}
-        profile = profile_summary([f for e in evals for f in e.profile], sum(e.wall_s for e in evals),
-                                  sum(e.shared_features_s for e in evals))
+        folds = [f for e in evals for f in e.profile]  # none for a single split (the demo)
+        profile = {"profile": profile_summary(folds, sum(e.wall_s for e in evals),
+                                              sum(e.shared_features_s for e in evals))} if folds else {}
         payload = {"summary": summary, "paired_tests": tests, "folds": rows, "curves": curves,
-                   "out_of_fold": oof, "profile": profile, **(extra or {})}
+                   "out_of_fold": oof, **profile, **(extra or {})}
         if curves:
             paths["curves"] = plot_curves(curves, out_dir / "training_curves.png")
     else:
