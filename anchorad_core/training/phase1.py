@@ -128,16 +128,3 @@ def freeze_batchnorm_statistics(module: torch.nn.Module) -> None:
     for layer in module.modules():
         if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
             layer.eval()
-
-
-def unimodal_probabilities(model: "object", modality: Modality, inputs: CohortInputs, batch_size: int = 8) -> np.ndarray:
-    """Phase-1 class probabilities ``(n, K)`` (NaN rows for subjects lacking the modality)."""
-    out = np.full((len(inputs), len(model.labels)), np.nan)  # type: ignore[attr-defined]
-    index = np.flatnonzero(inputs.present(modality))
-    backbone = model.backbone(modality)  # type: ignore[attr-defined]
-    with torch.no_grad():
-        for s in range(0, len(index), batch_size):
-            chunk = index[s : s + batch_size]
-            batch = backbone.collate([inputs.samples[modality][i] for i in chunk])
-            out[chunk] = torch.softmax(model.unimodal_logits(modality, batch), -1).float().cpu().numpy()  # type: ignore[attr-defined]
-    return out
