@@ -781,7 +781,7 @@ def _(base, work):
     def edit(d):
         d["backbones"]["clinical"] = {"preset": "minilm-l6", "model_path": "meta-llama/Llama-2-7b-hf"}
     setup = _config_case(base, work, edit, r"not a local folder.*never downloads")
-    setup.argv += ["--modalities", "clinical"]
+    setup.argv += ["--modalities", "clinical,genetics"]
     setup.names = ["clinical-text model: 'meta-llama/Llama-2-7b-hf'"]  # the model_path value it names
     setup.progress_ok = True  # the subjects are loaded before the backbone is built
     return setup
