@@ -130,3 +130,17 @@ def test_predict_and_word_attributions(trained):
     assert np.isfinite(words.scores).all() and np.abs(words.scores).sum() > 0
     again = pipeline.diagnose(subject)
     assert again.aggregate_probabilities == pytest.approx(diagnosis.aggregate_probabilities, abs=1e-6)
+    # the report's clinical round shows the decoder's word attributions on the note
+    import shutil
+    import subprocess
+
+    from anchorad_core.report import write_report
+
+    out = write_report(diagnosis, explanation, subject, root / "report.pdf", pipeline.bundle)
+    if shutil.which("pdftotext") is None:
+        pytest.skip("poppler-utils (pdftotext) not installed: the report was written but not read back")
+    text = " ".join(subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True,
+                                   check=True).stdout.split())
+    assert "Anchor round: clinical text" in text
+    assert "Integrated Gradients · clinical text input (anchor)" in text
+    assert "word weight / uniform" in text  # the clinical attention map over the note's words
