@@ -226,7 +226,7 @@ def round_page(page: RoundPagePlan, subject_id: str, explanation: "SubjectExplan
         fig.text(L.MARGIN_LEFT, header.attribution_y, ig, fontsize=8, va="top",
                  color="0.2" if a.converged else WARNING_COLOUR)
     if a is not None and header.warning_y is not None:
-        fig.text(L.MARGIN_LEFT, header.warning_y, ellipsize(a.warning, L.WRAP_ROUND_WARNING), fontsize=7.5, va="top",
+        fig.text(L.MARGIN_LEFT, header.warning_y, ellipsize(a.warning, L.WRAP_ROUND_WARNING), fontsize=7, va="top",
                  color=WARNING_COLOUR, weight="bold")
     missing = explanation.modalities_missing
     if header.missing_y is not None:
