@@ -26,14 +26,14 @@ def reference():
     return subject, pipeline.diagnose(subject)
 
 
-#: Open regression (2026-12-02): since the fMRI connectivity readout centres each ROI on its
-#: own mean, the demo bundle's fMRI round in bfloat16 reads p(AD) 0.50 against 0.36 in float32
-#: (float16: within 0.03); the label and the aggregate still agreed when measured.
-BF16_FMRI_ROUND = pytest.mark.xfail(reason="bf16 fMRI round 0.50 vs 0.36 in float32 with the per-ROI-centred "
-                                    "connectivity readout (8-bit mantissa); open", strict=False)
+#: Rounds whose probabilities may move beyond PROB_TOL, per dtype. Open regression
+#: (2026-12-02): since the fMRI connectivity readout centres each ROI on its own mean, the demo
+#: bundle's fMRI round in bfloat16 reads p(AD) 0.50 against 0.36 in float32 (float16: within
+#: 0.03); the label and the aggregate still agree, and test_bf16_fmri_round records the miss.
+LOOSE_ROUNDS = {"bfloat16": {"fmri"}, "float16": set()}
 
 
-@pytest.mark.parametrize("dtype", [pytest.param("bfloat16", marks=BF16_FMRI_ROUND), "float16"])
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_half_precision_gives_the_float32_diagnosis(reference, dtype):
     from anchorad_core.explain.subject import explain_subject
 
@@ -48,6 +48,8 @@ def test_half_precision_gives_the_float32_diagnosis(reference, dtype):
         assert got.aggregate_probabilities[label] == pytest.approx(ref.aggregate_probabilities[label], abs=AGGREGATE_TOL)
     for r_got, r_ref in zip(got.rounds, ref.rounds):
         assert r_got.output.logits.dtype == getattr(torch, dtype)  # really computed in half precision
+        if r_got.anchor.value in LOOSE_ROUNDS[dtype]:
+            continue
         for label in ref.labels:
             assert r_got.probabilities[label] == pytest.approx(r_ref.probabilities[label], abs=PROB_TOL), r_got.anchor
 
@@ -65,3 +67,14 @@ def test_dtype_probe_says_what_the_cpu_runs_and_leaves_the_random_stream_alone()
     assert dtype_supported("cpu", "float32") and dtype_supported("cpu", "bfloat16")
     assert torch.equal(torch.rand(3), expected)
     assert not dtype_supported("cpu", "float8")  # unknown dtype: not offered
+
+
+@pytest.mark.xfail(reason="bf16 fMRI round 0.50 vs 0.36 in float32 with the per-ROI-centred connectivity "
+                          "readout (8-bit mantissa); open", strict=False)
+def test_bf16_fmri_round(reference):
+    subject, ref = reference
+    got = DiagnosisPipeline(resource_path("demo/bundle"), device="cpu", dtype="bfloat16").diagnose(subject)
+    (r_got,) = [r for r in got.rounds if r.anchor.value == "fmri"]
+    (r_ref,) = [r for r in ref.rounds if r.anchor.value == "fmri"]
+    for label in ref.labels:
+        assert r_got.probabilities[label] == pytest.approx(r_ref.probabilities[label], abs=PROB_TOL)
