@@ -23,6 +23,7 @@ from ..fusion.qformer import AuxiliaryFeatures
 from ..modality import Modality
 from ..progress import SILENT, Progress
 from .config import DEFAULT_CACHE_RAM_MB
+from .length_batching import batched_by_length
 from .inputs import CohortInputs
 from .token_store import TokenStore
 
@@ -77,9 +78,7 @@ class FeatureCache:
             backbone = model.backbone(modality)  # type: ignore[attr-defined]
             cache.add_modality(modality, backbone.width, backbone.pooled_width)
             index = np.flatnonzero(inputs.present(modality))
-            for start in range(0, len(index), batch_size):
-                chunk = index[start : start + batch_size]
-                batch = backbone.collate([inputs.samples[modality][i] for i in chunk])
+            for chunk, batch in batched_by_length(backbone, inputs.samples[modality], index, batch_size):
                 out = model.encode(modality, batch)  # type: ignore[attr-defined]
                 for row, i in enumerate(chunk):
                     cache.put(modality, inputs.subject_ids[i], out.tokens[row][out.mask[row]], out.pooled[row])
