@@ -70,8 +70,8 @@ def test_anchored_probabilities_by_length_equal_one_subject_at_a_time(tmp_path):
     batched, present = anchored_probabilities(pipeline.model, inputs, cache, batch_size=4)
     alone, present_alone = anchored_probabilities(pipeline.model, inputs, cache, batch_size=1)
     np.testing.assert_array_equal(present, present_alone)
-    np.testing.assert_allclose(batched[present], alone[present], atol=1e-5)
+    np.testing.assert_allclose(batched[present], alone[present], atol=1e-4)  # float32 batch-4 vs batch-1 differ by ~1e-5 on some CPUs
     assert np.isnan(batched[~present]).all()
     from anchorad_core.bench import anchored_in_cohort_order  # the benchmark's reference: cohort order
 
-    np.testing.assert_allclose(anchored_in_cohort_order(pipeline.model, inputs, cache, 4), batched, atol=1e-5)
+    np.testing.assert_allclose(anchored_in_cohort_order(pipeline.model, inputs, cache, 4), batched, atol=1e-4)
