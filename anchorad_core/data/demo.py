@@ -48,7 +48,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..modality import ALL_MODALITIES
 from ..io_utils import atomic_directory
-from .fileio import deterministic_gzip
+from .fileio import deterministic_gzip, load_spatial_image
 from .genetics import expand_apoe_genotype
 from .templates import (
     DMN_NETWORKS,
@@ -120,7 +120,7 @@ def _t1_template() -> _T1Template:
     import nibabel as nib
     from scipy import ndimage
 
-    img = nib.load(str(template_path("t1_demo.nii.gz")))
+    img = load_spatial_image(str(template_path("t1_demo.nii.gz")))
     t1 = np.asarray(img.get_fdata(dtype=np.float32))
     t1 = np.maximum(t1, 0.0)
     affine = img.affine

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import nibabel as nib
 import numpy as np
 import torch
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
@@ -36,6 +35,7 @@ from scipy import ndimage
 from ..errors import InputDataError
 from .config import PreprocessConfig
 from .fileio import check_finite, check_gzip
+from .fileio import load_spatial_image
 
 __all__ = ["SmriGeometry", "load_t1", "preprocess_t1", "read_smri", "cube_to_native", "is_nifti_name"]
 
@@ -159,7 +159,7 @@ def load_t1(path: "str | Path") -> tuple[np.ndarray, np.ndarray, tuple[float, fl
         raise InputDataError("a T1 image must be a NIfTI file (*.nii or *.nii.gz)", path)
     check_gzip(path)
     try:
-        img = nib.load(str(path))
+        img = load_spatial_image(str(path))
     except Exception as exc:  # nibabel raises many types for bad headers
         raise InputDataError(f"not a readable NIfTI image ({type(exc).__name__}: {exc})", path) from None
     shape = tuple(int(s) for s in img.shape)

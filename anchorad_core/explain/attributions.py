@@ -61,6 +61,7 @@ from torch import nn
 from ..fusion.qformer import AuxiliaryFeatures
 from ..modality import Modality
 from .maps import ModalityMap, base_map, brain_volume_attribution, roi_map_from_series, volume_from_cube, word_map
+from ..data.fileio import load_spatial_image
 
 __all__ = ["RoundAttribution", "round_attributions", "SMRI_BASELINE_SIGMA", "BASELINES_TEXT", "DEFAULT_N_STEPS",
            "DELTA_TOLERANCE", "DELTA_FLOOR", "MAX_N_STEPS"]
@@ -532,9 +533,7 @@ def _native_t1(subject: Any) -> "Any":
     if path is None:
         return None
     try:
-        import nibabel as nib
-
-        img = nib.load(str(path))
+        img = load_spatial_image(str(path))
         return np.asarray(img.get_fdata(dtype=np.float32)).reshape(img.shape[:3])
     except Exception:  # noqa: BLE001 - no T1 mask: the map's own support is used
         return None

@@ -101,19 +101,19 @@ def pretrain_demo_backbones(out: "str | Path", settings: PretrainSettings | None
     sequences = [s for sample in inputs[Modality.GENETICS] for s in sample]
     # the architectures of the demo presets, built without their (to-be-written) weights
     if "smri" in modalities:
-        smri = backbones["smri"] = build_backbone({"preset": demo.backbones["smri"], "checkpoint": None})
+        smri = backbones["smri"] = build_backbone({"preset": demo.backbones[Modality.SMRI], "checkpoint": None})
         curves["smri"] = pretrain_masked_volume(smri, inputs[Modality.SMRI], steps=settings.smri_steps,
                                                 seed=settings.seed, progress=progress)
         files["smri"] = _save_state(smri, out / "brainmvp_demo.safetensors")
     if "fmri" in modalities:
-        fmri = backbones["fmri"] = build_backbone({"preset": demo.backbones["fmri"], "checkpoint": None})
+        fmri = backbones["fmri"] = build_backbone({"preset": demo.backbones[Modality.FMRI], "checkpoint": None})
         curves["fmri"] = pretrain_jepa(fmri, inputs[Modality.FMRI], steps=settings.fmri_steps,
                                        seed=settings.seed + 1, progress=progress)
         files["fmri"] = _save_state(fmri, out / "brainjepa_demo.safetensors")
     if "genetics" in modalities:
         from ..backbones.nucleotide_transformer import NT_DEMO_ESM_CONFIG
 
-        dna = backbones["genetics"] = build_backbone({"preset": demo.backbones["genetics"], "model_path": None,
+        dna = backbones["genetics"] = build_backbone({"preset": demo.backbones[Modality.GENETICS], "model_path": None,
                                                       "esm_config": NT_DEMO_ESM_CONFIG})
         curves["genetics"] = pretrain_masked_dna(dna, sequences, steps=settings.dna_steps,
                                                  seed=settings.seed + 2, progress=progress)
@@ -127,7 +127,7 @@ def pretrain_demo_backbones(out: "str | Path", settings: PretrainSettings | None
         previous = json.loads((out / "PROVENANCE.json").read_text(encoding="utf-8")).get("models", {})
     models = dict(previous)
     for m, b in backbones.items():
-        models[m] = {"preset": demo.backbones[m], "file": str(files[m].relative_to(out)), "sha256": _sha256(files[m]),
+        models[m] = {"preset": demo.backbones[Modality.parse(m)], "file": str(files[m].relative_to(out)), "sha256": _sha256(files[m]),
                      "parameters": int(sum(p.numel() for p in b.parameters())), **curves[m].summary()}
     provenance = {
         "what": "Self-supervised pretraining of the AnchorAD demo backbones (small configurations of the "

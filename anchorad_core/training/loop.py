@@ -181,7 +181,7 @@ def _snapshot(modules: Sequence[nn.Module]) -> list[dict[str, torch.Tensor]]:
 
 def _restore(modules: Sequence[nn.Module], states: list[dict[str, torch.Tensor]]) -> None:
     for module, state in zip(modules, states):
-        tensors = dict(module.named_parameters())
+        tensors: dict[str, torch.Tensor] = dict(module.named_parameters())
         tensors.update(dict(module.named_buffers()))
         with torch.no_grad():
             for name, value in state.items():
