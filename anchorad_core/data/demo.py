@@ -173,7 +173,7 @@ def _fc_factors() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     g = group_fc_17n()
     ts = subject_roi_timeseries().astype(np.float64)
-    s = np.corrcoef(ts)
+    s = np.asarray(np.corrcoef(ts))
     dmn = atlas_labels()["network"].isin(DMN_NETWORKS).to_numpy()
     return factor(g), factor(s), dmn
 
@@ -595,7 +595,7 @@ def make_demo_cohort(
                 truth.mkdir()
                 table.drop(columns=["age", "sex"]).to_csv(truth / "synthetic_truth.tsv", sep="\t", index=False,
                                                           float_format="%.4f")
-            counts = {k: int(v) for k, v in table["diagnosis"].value_counts().reindex(list(LABEL_SEVERITY)).items()}
+            counts = {str(k): int(v) for k, v in table["diagnosis"].value_counts().reindex(list(LABEL_SEVERITY)).items()}
             dropped = {r["participant_id"]: r["dropped"] for r in rows if r["dropped"]}
             (tmp / "README.md").write_text(_readme(n_subjects, seed, counts, len(dropped)), encoding="utf-8")
             shutil.copyfile(template_path("LICENSES.md"), tmp / "LICENSES.md")

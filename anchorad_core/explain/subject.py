@@ -251,9 +251,10 @@ def _map_summary(mp: "ModalityMap | None", near_uniform: bool = False) -> dict[s
     if isinstance(mp, WordMap):
         order = np.argsort(-np.abs(mp.scores))[:5]
         return {"kind": "words", "total": mp.total, "top_words": [{"word": mp.words[i].word, "score": mp.words[i].score} for i in order]}
-    order = sorted(mp.kmers, key=lambda k: -abs(k.score))[:5]
+    strongest = sorted(mp.kmers, key=lambda k: -abs(k.score))[:5]
     return {"kind": "bases", "total": mp.total,
-            "top_kmers": [{"sequence": k.sequence, "start": k.start, "kmer": k.kmer, "score": k.score} for k in order]}
+            "top_kmers": [{"sequence": k.sequence, "start": k.start, "kmer": k.kmer, "score": k.score}
+                          for k in strongest]}
 
 
 # ---------------------------------------------------------------------- entry point

@@ -33,6 +33,8 @@ class Anatomy:
     def t1(self) -> tuple[np.ndarray, np.ndarray]:
         """The T1 volume (X, Y, Z) float32 and its affine."""
         if self._t1 is None:
+            if self.t1_path is None:
+                raise FileNotFoundError("this explanation has no native T1 image")
             img = load_spatial_image(self.t1_path)
             self._t1 = (np.asarray(img.get_fdata(dtype=np.float32)).reshape(img.shape[:3]), img.affine)
         return self._t1
