@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence, cast
 
 import torch
+from peft import PeftModel
 from torch import nn
 
 from .backbones.base import BackboneOutput, ModalityBackbone, batch_to
@@ -75,7 +76,7 @@ class AnchorADModel(nn.Module):
         self.aggregation_selection: dict[str, Any] = {}
         # peft wrappers of the backbones that are anchors (the LoRA layers live inside the
         # backbone modules; this dict only holds the switch). Not a ModuleDict on purpose.
-        self._peft: dict[Modality, Any] = {}
+        self._peft: dict[Modality, PeftModel] = {}
 
     # ------------------------------------------------------------------ structure
     def backbone(self, modality: Modality) -> ModalityBackbone:
@@ -101,7 +102,7 @@ class AnchorADModel(nn.Module):
         lora: LoraSettings,
         num_heads: int = 4,
         depth: int = 1,
-        peft_model: Any = None,
+        peft_model: "PeftModel | None" = None,
         qformer_width: int = 256,
         gated: bool = True,
         pool_extra: bool = False,
@@ -128,7 +129,7 @@ class AnchorADModel(nn.Module):
         self._peft[anchor] = peft_model if peft_model is not None else attach_lora(backbone, lora)
         return round_
 
-    def set_peft(self, anchor: Modality, peft_model: Any) -> None:
+    def set_peft(self, anchor: Modality, peft_model: "PeftModel") -> None:
         """Register a LoRA wrapper loaded from a bundle."""
         self._peft[anchor] = peft_model
 

@@ -302,7 +302,8 @@ def _apoe_genotype(rng: np.random.Generator, s_m: float) -> tuple[int, int]:
     p4 = float(np.clip(0.12 + 0.18 * s_m, 0.02, 0.6))
     p2 = float(np.clip(0.08 - 0.05 * s_m, 0.01, 0.15))
     alleles = rng.choice([2, 3, 4], size=2, p=[p2, 1 - p2 - p4, p4])
-    return tuple(sorted(int(a) for a in alleles))  # type: ignore[return-value]
+    low, high = sorted(int(a) for a in alleles)
+    return low, high
 
 
 def _vcf_text(sid: str, alleles: tuple[int, int], rng: np.random.Generator) -> str:
@@ -544,7 +545,7 @@ def make_demo_cohort(
     try:
         # built in a temporary sibling folder and renamed into place: never half-written
         with atomic_directory(out, overwrite=True) as tmp:
-            rows: list[dict[str, Any]] = [None] * n_subjects  # type: ignore[list-item]
+            rows: list[dict[str, Any]] = [{} for _ in range(n_subjects)]  # each filled by its subject's writer
             done = 0
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 futures = [pool.submit(_write_subject, tmp, sid, lab, sq) for sid, lab, sq in zip(ids, labels, subject_seqs)]

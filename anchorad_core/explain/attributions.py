@@ -466,7 +466,7 @@ def _recorded_output(recorder: "_Recorder | None", args: tuple) -> "torch.Tensor
 def _recorded_layers(recorder: "_Recorder | None", args: tuple) -> "dict[int, Any] | None":
     """The recorded attributed-layer outputs of ``fn(*args)`` (all layers), if recorded."""
     call = _find_call(recorder, args)
-    if call is None or len(call[2]) != len(recorder.layers):  # type: ignore[union-attr]
+    if call is None or recorder is None or len(call[2]) != len(recorder.layers):
         return None
     return call[2]
 

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..fusion.aggregation import RULES
+from ..model import AnchorADModel
 from ..io_utils import atomic_write_json, atomic_write_text, json_safe
 from ..modality import ALL_MODALITIES, Modality
 from ..progress import SILENT, Progress
@@ -83,7 +84,7 @@ def late_fusion(unimodal: dict[Modality, np.ndarray]) -> np.ndarray:
     return fused
 
 
-def anchored_by_rule(model: Any, round_probs: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
+def anchored_by_rule(model: AnchorADModel, round_probs: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
     """``(n, K)`` aggregate of the rounds under every rule the model can apply, and its own rule.
 
     Keys: ``"<rule>"`` for each of :data:`RULES` (``stacking`` only with a fitted stacker) and

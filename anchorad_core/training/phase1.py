@@ -19,6 +19,8 @@ from .loop import TrainHistory, fit
 
 
 if TYPE_CHECKING:  # the model imports nothing from training; the annotation only
+    from accelerate import Accelerator
+
     from ..model import AnchorADModel
 
 
@@ -31,7 +33,7 @@ def train_phase1(
     seed: int,
     progress: Progress = SILENT,
     checkpoint: "Path | None" = None,
-    accelerator: Any = None,
+    accelerator: "Accelerator | None" = None,
     features: "FeatureCache | None" = None,
 ) -> TrainHistory:
     """Fine-tune ``modality``'s backbone and phase-1 head with cross-entropy.

@@ -19,6 +19,8 @@ from .loop import TrainHistory, fit
 
 
 if TYPE_CHECKING:  # the model imports nothing from training; the annotation only
+    from accelerate import Accelerator
+
     from ..model import AnchorADModel
 
 
@@ -39,7 +41,7 @@ def train_phase2(
     seed: int,
     progress: Progress = SILENT,
     checkpoint: "Path | None" = None,
-    accelerator: Any = None,
+    accelerator: "Accelerator | None" = None,
 ) -> TrainHistory:
     """Train the anchored round of ``anchor``: its Q-former, head and LoRA adapter.
 

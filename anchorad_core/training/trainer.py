@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from ..fusion.lora import base_state_dict
 from ..model import AnchorADModel, AnchorStacker
 from ..modality import Modality
 from ..progress import SILENT, Progress
-from .config import TrainConfig
+from .config import BackboneSpec, TrainConfig
 from .cross_fitting import cross_fit_cache, modalities_to_cross_fit
 from .features import FeatureCache
 from .gradient_checkpointing import enable_gradient_checkpointing
@@ -24,6 +24,9 @@ from .run_state import RunState
 from .phase1 import train_phase1
 from .phase2 import anchored_probabilities, train_phase2
 from .profile import timed
+
+if TYPE_CHECKING:  # accelerate ships no type information: the name documents what is passed
+    from accelerate import Accelerator
 
 
 @dataclass
@@ -102,7 +105,7 @@ def run_phase1(
     progress: Progress = SILENT,
     device: "torch.device | str" = "cpu",
     run: "RunState | None" = None,
-    accelerator: Any = None,
+    accelerator: "Accelerator | None" = None,
     features: "FeatureCache | None" = None,
 ) -> TrainingResult:
     """Build the model and fine-tune every modality alone.
@@ -151,7 +154,7 @@ def run_phase2(
     cache: FeatureCache,
     progress: Progress = SILENT,
     run: "RunState | None" = None,
-    accelerator: Any = None,
+    accelerator: "Accelerator | None" = None,
 ) -> TrainingResult:
     """Train one anchored round per modality on the cached auxiliary features."""
     model = result.model
@@ -237,7 +240,7 @@ def train_anchorad(
     device: "torch.device | str" = "cpu",
     extra_cache_inputs: "CohortInputs | None" = None,
     run: "RunState | None" = None,
-    accelerator: Any = None,
+    accelerator: "Accelerator | None" = None,
     features: "FeatureCache | None" = None,
 ) -> TrainingResult:
     """Phase 1, the auxiliary-feature cache, then phase 2.
@@ -302,7 +305,7 @@ def _check_covers(features: FeatureCache, inputs: CohortInputs, modalities: Sequ
                              f"(e.g. {missing[0]})")
 
 
-def _loads_pretrained(spec: Any) -> bool:
+def _loads_pretrained(spec: BackboneSpec) -> bool:
     """Whether a backbone spec names pretrained weights (a model folder or a checkpoint)."""
     from ..backbones.registry import resolve_config
 
