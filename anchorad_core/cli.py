@@ -289,7 +289,8 @@ def _backbones(args: argparse.Namespace, progress: Progress) -> int:
 
     chosen = presets_by_modality([p.strip() for p in args.presets.split(",") if p.strip()]) if args.presets else {}
     if not args.plan:
-        names = list(chosen.values()) or (list(TrainConfig.demo().backbones.values()) if args.demo else None)
+        demo_presets = [spec for spec in TrainConfig.demo().backbones.values() if isinstance(spec, str)]  # all names
+        names = list(chosen.values()) or (demo_presets if args.demo else None)
         rows = backbone_inventory(names)
         print(json.dumps(rows, indent=2) if args.json else format_inventory(rows))
         return 0

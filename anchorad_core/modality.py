@@ -8,7 +8,14 @@ V = TypeVar("V")
 
 
 class Modality(str, Enum):
-    """A data modality. The value is the name used in files, JSON and the CLI."""
+    """A data modality. The value is the name used in files, JSON and the CLI.
+
+    Dictionaries in memory are keyed by the modality itself; its name appears only where data
+    leave for JSON (:func:`keys_to_json`) or come back (:func:`keys_from_json`). Being a ``str``
+    (first in the bases), a modality equals its name and hashes like it, so ``d["smri"]`` still
+    finds ``d[Modality.SMRI]``; but ``str()`` and f-strings give ``Modality.SMRI``: write
+    ``m.value`` in text.
+    """
 
     SMRI = "smri"
     FMRI = "fmri"

@@ -58,7 +58,7 @@ class AnchorADModel(nn.Module):
         self.modalities: tuple[Modality, ...] = tuple(m for m in ALL_MODALITIES if m in backbones)
         # torch's ModuleDict keys must be strings: the three ModuleDicts are keyed by the
         # modality's value (their state-dict prefixes, e.g. ``rounds.smri.``); look them up
-        # through backbone() / head() / round().
+        # through backbone() / head() / anchored_round().
         self.backbones = nn.ModuleDict({m.value: backbones[m] for m in self.modalities})
         self.heads = nn.ModuleDict(
             {m.value: nn.Linear(backbones[m].pooled_width, len(self.labels)) for m in self.modalities}

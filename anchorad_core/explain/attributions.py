@@ -106,9 +106,10 @@ class RoundAttribution:
     target : str
         The explained class label.
     maps : dict
-        Modality -> :class:`~.maps.ModalityMap` (present modalities only).
+        :class:`~anchorad_core.modality.Modality` -> :class:`~.maps.ModalityMap` (present
+        modalities only).
     totals : dict
-        Modality -> sum of its raw attributions (before mapping).
+        :class:`~anchorad_core.modality.Modality` -> sum of its raw attributions (before mapping).
     output : float
         ``f(x)``: the round's probability of ``target`` for the subject.
     baseline_output : float
@@ -132,8 +133,8 @@ class RoundAttribution:
 
     anchor: str
     target: str
-    maps: dict[str, ModalityMap]
-    totals: dict[str, float]
+    maps: dict[Modality, ModalityMap]
+    totals: dict[Modality, float]
     output: float
     baseline_output: float
     delta: float
@@ -203,7 +204,8 @@ class _RoundFunction(nn.Module):
         self.order = list(order)
         self.batches = batches
         self.fixed_aux = fixed_aux
-        # identity "layers" through which the raw sMRI / fMRI tensors pass (IG on the input)
+        # identity "layers" through which the raw sMRI / fMRI tensors pass (IG on the input);
+        # torch's ModuleDict keys must be strings: keyed by the modality's value
         self.inputs = nn.ModuleDict({m.value: nn.Identity() for m in self.order if m in (Modality.SMRI, Modality.FMRI)})
 
     def layer(self, modality: Modality) -> nn.Module:
@@ -361,12 +363,12 @@ def round_attributions(
         steps *= 2
         attributions = _run(steps, None)
     converged = _within_bound(delta, f_x - f_b, tolerance)
-    maps: dict[str, ModalityMap] = {}
-    totals: dict[str, float] = {}
+    maps: dict[Modality, ModalityMap] = {}
+    totals: dict[Modality, float] = {}
     for m, attr in zip(order, attributions):
         attr = _first(attr).detach().float().cpu()
-        totals[m.value] = float(attr.sum())
-        maps[m.value] = _map_attribution(m, attr, model, subject, batches[m])
+        totals[m] = float(attr.sum())
+        maps[m] = _map_attribution(m, attr, model, subject, batches[m])
     return RoundAttribution(
         anchor=anchor.value,
         target=labels[int(target)] if labels else str(int(target)),

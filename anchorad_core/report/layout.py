@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple, Sequence, Union
 
+from ..modality import Modality
+
 if TYPE_CHECKING:
     from ..explain.attention import BlockAttention
     from ..explain.attributions import RoundAttribution
@@ -202,8 +204,9 @@ def round_panels(round_: "RoundExplanation") -> list[tuple[Source, str, PanelIte
             panels.append(("attention", name, round_.attention[name]))
     if round_.attribution is not None:
         for name in MODALITY_ORDER:
-            if name in round_.attribution.maps:
-                panels.append(("ig", name, round_.attribution.maps[name]))
+            modality = Modality.parse(name)
+            if modality in round_.attribution.maps:
+                panels.append(("ig", name, round_.attribution.maps[modality]))
     return panels
 
 

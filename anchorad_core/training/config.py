@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, TypeVar
+from typing import Any, Mapping, TypeVar, Union
 
 from ..errors import ConfigError
 from ..fusion.aggregation import RULES
@@ -11,7 +11,7 @@ from ..fusion.lora import LoraSettings
 from ..modality import ALL_MODALITIES, Modality, keys_to_json
 
 #: A backbone as a configuration names it: a preset name or a config dict (:mod:`..backbones.registry`).
-BackboneSpec = Any
+BackboneSpec = Union[str, dict[str, Any]]
 _V = TypeVar("_V")
 
 PHASE1_MODES = ("full", "lora", "head", "lp-ft", "lp-lora")
@@ -60,6 +60,10 @@ class StageSettings:
 class TrainConfig:
     """Everything that determines a training run (stored in the bundle).
 
+    The three per-modality dicts (``backbones``, ``phase1``, ``phase2``) are keyed by
+    :class:`~anchorad_core.modality.Modality`: names such as ``"smri"`` given to the
+    constructor are parsed into it, and :meth:`to_dict` writes the names.
+
     Attributes
     ----------
     backbones
@@ -70,10 +74,6 @@ class TrainConfig:
         Phase-1 settings per modality.
     phase2
         Phase-2 settings per anchor modality.
-
-    The three per-modality dicts are keyed by :class:`~anchorad_core.modality.Modality`
-    (names such as ``"smri"`` given to the constructor are parsed into it); :meth:`to_dict`
-    writes the names.
     num_queries
         ``N_q`` of the Q-former (0 = late fusion of the anchor rounds).
     qformer_heads, qformer_depth

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from ..anatomy import Anatomy
 from ..layout import PanelPlan
+from ...modality import Modality
 from ..text import TITLES
 from .bases import bases_panel
 from .cross import cross_panel
@@ -68,7 +69,8 @@ def _uniformity_line(fig: "Figure", plan: PanelPlan, block: "BlockAttention") ->
 
 
 def _attribution_title(block_name: str, round_: "RoundExplanation") -> str:
-    total = round_.attribution.totals.get(block_name, 0.0) if round_.attribution is not None else 0.0
+    totals = round_.attribution.totals if round_.attribution is not None else {}
+    total = totals.get(Modality.parse(block_name), 0.0)
     role = " (anchor)" if block_name == round_.anchor else " (auxiliary, via the Q-former)"
     return f"Integrated Gradients · {TITLES[block_name]} input{role} · sum {total:+.3g}"
 
