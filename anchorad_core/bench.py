@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -44,6 +44,10 @@ import torch.nn.functional as F
 
 from .fusion.qformer import AuxiliaryFeatures
 from .modality import Modality
+
+if TYPE_CHECKING:
+    from .data.subject import Subject
+    from .training.inputs import CohortInputs
 
 #: (JSON key, comparison, target, description) of every checked figure.
 TARGETS: list[tuple[str, str, float, str]] = [
@@ -174,7 +178,9 @@ def bench_inference(pipeline: Any, subject: Any, repeats: int) -> dict[str, Any]
             total += part(f"encode.{m.value}", enc)
         for m in model.anchors():
             if m in present:
-                total += part(f"anchored.{m.value}", lambda m=m: model.anchored(m, batches[m], features))
+                def anchored(m: Modality = m) -> None:
+                    model.anchored(m, batches[m], features)
+                total += part(f"anchored.{m.value}", anchored)
         return total
 
     out: dict[str, Any] = side_by_side({"pipeline": run_pipeline, "naive": run_naive, "minimum": run_minimum}, repeats)
@@ -195,7 +201,7 @@ def _trainable_copy(bundle_path: Path, device: torch.device) -> Any:
     model = load_bundle(bundle_path).model.to(device)
     model.requires_grad_(False)
     for anchor in model.anchors():
-        model.rounds[anchor.value].requires_grad_(True)
+        model.anchored_round(anchor).requires_grad_(True)
         for name, p in model.backbone(anchor).named_parameters():
             if "lora_" in name:
                 p.requires_grad_(True)
@@ -226,7 +232,7 @@ def bench_phase2(model: Any, inputs: Any, repeats: int, batch_size: int = 8, see
     def train_mode() -> None:
         model.eval()  # the anchors stay frozen (BatchNorm statistics included)
         for a in anchors:
-            model.rounds[a.value].train()
+            model.anchored_round(a).train()
 
     def step(anchor: Modality, index: list[int], aux: dict) -> None:
         batch = model.backbone(anchor).collate([inputs.samples[anchor][i] for i in index])
@@ -497,7 +503,8 @@ def run_bench(
         figures["inference_naive_over_pipeline"] = r["naive_s"] / r["pipeline_s"]
         figures["inference_pipeline_over_minimum"] = r["pipeline_s"] / r["minimum_s"]
 
-    subjects = inputs = None
+    subjects: "list[Subject]" = []
+    inputs: "CohortInputs | None" = None
     if "phase2" in sections or "cohort" in sections:
         log(f"demo cohort of {cohort_subjects} subjects ...")
         with tempfile.TemporaryDirectory(prefix="anchorad-bench-") as tmp:

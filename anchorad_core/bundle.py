@@ -33,8 +33,8 @@ from .data.atlas import atlas_paths_in, copy_atlas_files
 from .errors import BundleError
 from .fusion.lora import base_state_dict, load_lora
 from .io_utils import atomic_directory, atomic_write_json, sha256_file
-from .model import AnchorADModel
-from .modality import Modality
+from .model import AnchorADModel, AnchorStacker
+from .modality import Modality, keys_from_json, keys_to_json
 from .training.config import TrainConfig
 
 FORMAT_VERSION = 1
@@ -92,14 +92,14 @@ def save_bundle(
         raise BundleError("already exists (use --force to replace it)", path) from None
     try:
         backbone_configs: dict[str, Any] = {}
-        referenced: dict[str, Any] = {}
+        referenced: dict[str, dict[str, str]] = {}
         for m in model.modalities:
             backbone = model.backbone(m)
             state = base_state_dict(backbone)
             tensors = {}
-            if m.value in model.pretrained_frozen:
+            if m in model.pretrained_frozen:
                 # Unchanged pretrained weights: reference them by content hash, don't copy.
-                backbone_configs[m.value] = config.backbones[m.value]
+                backbone_configs[m.value] = config.backbones[m]
                 referenced[m.value] = {"sha256": state_fingerprint(state)}
             else:
                 folder = root / "backbones" / m.value
@@ -108,12 +108,12 @@ def save_bundle(
                 cfg.update(backbone.export_files(folder))
                 backbone_configs[m.value] = cfg
                 tensors = {f"backbone.{k}": v for k, v in state.items()}
-            tensors.update({f"head.{k}": v for k, v in model.heads[m.value].state_dict().items()})
+            tensors.update({f"head.{k}": v for k, v in model.head(m).state_dict().items()})
             _save_tensors(tensors, root / "weights" / f"{m.value}.safetensors")
         for anchor in model.anchors():
             folder = root / "rounds" / anchor.value
             folder.mkdir(parents=True, exist_ok=True)
-            _save_tensors(model.rounds[anchor.value].state_dict(), folder / "round.safetensors")
+            _save_tensors(model.anchored_round(anchor).state_dict(), folder / "round.safetensors")
             model._peft[anchor].save_pretrained(str(folder / "adapter"))
         config_dict = config.to_dict()
         config_dict["backbones"] = backbone_configs
@@ -130,8 +130,9 @@ def save_bundle(
             "labels": model.labels,
             "modalities": [m.value for m in model.modalities],
             "anchors": [m.value for m in model.anchors()],
-            "aggregation": {"rule": model.aggregation_rule, "round_weights": model.round_weights,
-                            "temperatures": model.round_temperatures, "stacker": model.stacker,
+            "aggregation": {"rule": model.aggregation_rule, "round_weights": keys_to_json(model.round_weights),
+                            "temperatures": keys_to_json(model.round_temperatures),
+                            "stacker": None if model.stacker is None else model.stacker.to_json(),
                             "selection": model.aggregation_selection},
             "config": config_dict,
             "provenance": (provenance or Provenance()).to_dict(),
@@ -193,26 +194,26 @@ def load_bundle(path: "str | Path", device: "str | torch.device" = "cpu") -> Bun
     bundle_hash = verify_files(path, manifest)
     config = TrainConfig.from_dict(manifest["config"])
     config.preprocess = atlas_paths_in(config.preprocess, path)
-    referenced = manifest.get("pretrained_backbones", {})
+    referenced = keys_from_json(manifest.get("pretrained_backbones", {}))
     backbones = {}
     for name in manifest["modalities"]:
         m = Modality.parse(name)
-        if name in referenced:
-            backbones[m] = build_backbone(config.backbones[name], load_weights=True)
-            if state_fingerprint(backbones[m].state_dict()) != referenced[name]["sha256"]:
+        if m in referenced:
+            backbones[m] = build_backbone(config.backbones[m], load_weights=True)
+            if state_fingerprint(backbones[m].state_dict()) != referenced[m]["sha256"]:
                 raise BundleError(
                     f"the pretrained {name} backbone found on this machine differs from the one the "
                     "bundle was trained with (weights hash mismatch)", path / MANIFEST,
                 )
         else:
-            backbones[m] = build_backbone(config.backbones[name], base_dir=path / "backbones" / name, load_weights=False)
+            backbones[m] = build_backbone(config.backbones[m], base_dir=path / "backbones" / name, load_weights=False)
     model = AnchorADModel(backbones, manifest["labels"])
     model.pretrained_frozen = set(referenced)
     for m in model.modalities:
         tensors = _load_tensors(path / "weights" / f"{m.value}.safetensors")
-        if m.value not in referenced:
+        if m not in referenced:
             _load_prefixed(model.backbone(m), tensors, "backbone.", path / "weights" / f"{m.value}.safetensors")
-        _load_prefixed(model.heads[m.value], tensors, "head.", path / "weights" / f"{m.value}.safetensors")
+        _load_prefixed(model.head(m), tensors, "head.", path / "weights" / f"{m.value}.safetensors")
     for name in manifest.get("anchors", []):
         anchor = Modality.parse(name)
         folder = path / "rounds" / name
@@ -226,9 +227,10 @@ def load_bundle(path: "str | Path", device: "str | torch.device" = "cpu") -> Bun
             raise BundleError(f"weights do not fit the round's architecture ({_first_line(error)})", round_file) from None
     aggregation = manifest.get("aggregation", {})
     model.aggregation_rule = aggregation.get("rule", "mean")
-    model.round_weights = dict(aggregation.get("round_weights", {}))
-    model.round_temperatures = dict(aggregation.get("temperatures", {}))
-    model.stacker = aggregation.get("stacker")
+    model.round_weights = keys_from_json(aggregation.get("round_weights", {}))
+    model.round_temperatures = keys_from_json(aggregation.get("temperatures", {}))
+    stacker = aggregation.get("stacker")
+    model.stacker = None if stacker is None else AnchorStacker.from_json(stacker)
     model.aggregation_selection = dict(aggregation.get("selection", {}))
     model.requires_grad_(False)
     model.eval()

@@ -134,7 +134,7 @@ def _train(args: argparse.Namespace, progress: Progress) -> int:
     print(f"bundle written to {path}")
     for phase, histories in (("phase 1", result.phase1), ("phase 2", result.phase2)):
         for modality, history in histories.items():
-            print(f"  {phase} {modality:<9} best epoch {history.best_epoch + 1:>2}  "
+            print(f"  {phase} {modality.value:<9} best epoch {history.best_epoch + 1:>2}  "
                   f"validation loss {history.best_val_loss:.3f}")
     return 0
 
@@ -289,7 +289,8 @@ def _backbones(args: argparse.Namespace, progress: Progress) -> int:
 
     chosen = presets_by_modality([p.strip() for p in args.presets.split(",") if p.strip()]) if args.presets else {}
     if not args.plan:
-        names = list(chosen.values()) or (list(TrainConfig.demo().backbones.values()) if args.demo else None)
+        demo_presets = [spec for spec in TrainConfig.demo().backbones.values() if isinstance(spec, str)]  # all names
+        names = list(chosen.values()) or (demo_presets if args.demo else None)
         rows = backbone_inventory(names)
         print(json.dumps(rows, indent=2) if args.json else format_inventory(rows))
         return 0
@@ -345,7 +346,6 @@ def _check_config(config: Any) -> None:
     from dataclasses import fields
 
     from .backbones.registry import resolve_config
-    from .modality import Modality
     from .training.config import StageSettings, TrainConfig
 
     def check(name: str, value: Any, default: Any) -> None:
@@ -366,15 +366,14 @@ def _check_config(config: Any) -> None:
     for phase in ("phase1", "phase2"):
         for modality, stage in getattr(config, phase).items():
             for f in fields(StageSettings):
-                check(f"{phase}.{modality}.{f.name}", getattr(stage, f.name), getattr(stage_default, f.name))
+                check(f"{phase}.{modality.value}.{f.name}", getattr(stage, f.name), getattr(stage_default, f.name))
     for f in fields(TrainConfig):
         check(f.name, getattr(config, f.name), getattr(default, f.name))
-    for name, spec in config.backbones.items():
-        Modality.parse(name)
+    for modality, spec in config.backbones.items():
         try:
             resolve_config(spec)
         except AnchorADError as error:
-            raise ConfigError(f"backbones.{name}: {error.problem}") from None
+            raise ConfigError(f"backbones.{modality.value}: {error.problem}") from None
 
 
 def _check_options(args: argparse.Namespace) -> None:

@@ -74,7 +74,8 @@ class Diagnosis:
     @property
     def label(self) -> str:
         """The aggregated diagnosis."""
-        return max(self.aggregate_probabilities, key=self.aggregate_probabilities.get)
+        probabilities = self.aggregate_probabilities
+        return max(probabilities, key=lambda label: probabilities[label])
 
     @property
     def confidence(self) -> float:

@@ -2,17 +2,43 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence, cast
 
 import torch
+from peft import PeftModel
 from torch import nn
 
 from .backbones.base import BackboneOutput, ModalityBackbone, batch_to
-from .fusion.aggregation import aggregate, round_confidences
+from .fusion.aggregation import AggregationParameters, Stacker, aggregate, round_confidences
 from .fusion.anchored_round import AnchoredRound, RoundOutput
 from .fusion.lora import LoraSettings, attach_lora
 from .fusion.qformer import AuxiliaryFeatures
-from .modality import ALL_MODALITIES, Modality
+from .modality import ALL_MODALITIES, Modality, keys_from_json, keys_to_json
+
+
+@dataclass
+class AnchorStacker:
+    """The ``stacking`` rule's logistic regression: a weight per anchor and a bias.
+
+    In the bundle manifest it is ``{"weights": {"<modality>": w, ...}, "bias": b}``.
+    """
+
+    weights: dict[Modality, float]
+    bias: float
+
+    def for_anchors(self, anchors: Sequence[Modality]) -> Stacker:
+        """The per-round form :func:`~anchorad_core.fusion.aggregation.aggregate` takes (0 for an unknown anchor)."""
+        return {"weights": [self.weights.get(m, 0.0) for m in anchors], "bias": self.bias}
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (modality names as keys)."""
+        return {"weights": keys_to_json(self.weights), "bias": self.bias}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "AnchorStacker":
+        """Inverse of :meth:`to_json`."""
+        return cls({m: float(w) for m, w in keys_from_json(data["weights"]).items()}, float(data["bias"]))
 
 
 class AnchorADModel(nn.Module):
@@ -30,6 +56,9 @@ class AnchorADModel(nn.Module):
         super().__init__()
         self.labels = list(labels)
         self.modalities: tuple[Modality, ...] = tuple(m for m in ALL_MODALITIES if m in backbones)
+        # torch's ModuleDict keys must be strings: the three ModuleDicts are keyed by the
+        # modality's value (their state-dict prefixes, e.g. ``rounds.smri.``); look them up
+        # through backbone() / head() / anchored_round().
         self.backbones = nn.ModuleDict({m.value: backbones[m] for m in self.modalities})
         self.heads = nn.ModuleDict(
             {m.value: nn.Linear(backbones[m].pooled_width, len(self.labels)) for m in self.modalities}
@@ -37,22 +66,30 @@ class AnchorADModel(nn.Module):
         self.rounds = nn.ModuleDict()
         #: Modalities whose backbone weights are still exactly the pretrained ones (phase 1 in
         #: ``head`` mode): a bundle references them by hash instead of copying them.
-        self.pretrained_frozen: set[str] = set()
+        self.pretrained_frozen: set[Modality] = set()
         self.aggregation_rule = "mean"
         #: Per-anchor weights of the ``validation`` rule, temperatures of the ``confidence``
         #: rule, the ``stacking`` rule's logistic regression, and how the default rule was chosen.
-        self.round_weights: dict[str, float] = {}
-        self.round_temperatures: dict[str, float] = {}
-        self.stacker: dict[str, Any] | None = None
+        self.round_weights: dict[Modality, float] = {}
+        self.round_temperatures: dict[Modality, float] = {}
+        self.stacker: AnchorStacker | None = None
         self.aggregation_selection: dict[str, Any] = {}
         # peft wrappers of the backbones that are anchors (the LoRA layers live inside the
         # backbone modules; this dict only holds the switch). Not a ModuleDict on purpose.
-        self._peft: dict[Modality, Any] = {}
+        self._peft: dict[Modality, PeftModel] = {}
 
     # ------------------------------------------------------------------ structure
     def backbone(self, modality: Modality) -> ModalityBackbone:
         """The (possibly LoRA-injected) backbone of ``modality``."""
-        return self.backbones[modality.value]  # type: ignore[return-value]
+        return cast(ModalityBackbone, self.backbones[modality.value])
+
+    def head(self, modality: Modality) -> nn.Linear:
+        """The phase-1 linear head of ``modality``."""
+        return cast(nn.Linear, self.heads[modality.value])
+
+    def anchored_round(self, anchor: Modality) -> AnchoredRound:
+        """The anchored round of ``anchor`` (after :meth:`add_round`)."""
+        return cast(AnchoredRound, self.rounds[anchor.value])
 
     def anchors(self) -> tuple[Modality, ...]:
         """Modalities that have an anchored round, in canonical order."""
@@ -65,7 +102,7 @@ class AnchorADModel(nn.Module):
         lora: LoraSettings,
         num_heads: int = 4,
         depth: int = 1,
-        peft_model: Any = None,
+        peft_model: "PeftModel | None" = None,
         qformer_width: int = 256,
         gated: bool = True,
         pool_extra: bool = False,
@@ -86,13 +123,13 @@ class AnchorADModel(nn.Module):
             pool_extra=pool_extra,
             readout_widths={m: self.backbone(m).pooled_width for m in aux_widths} if readout_keys else None,
         )
-        round_.head.load_state_dict(self.heads[anchor.value].state_dict())
+        round_.head.load_state_dict(self.head(anchor).state_dict())
         round_.to(next(backbone.parameters()).device)
         self.rounds[anchor.value] = round_
         self._peft[anchor] = peft_model if peft_model is not None else attach_lora(backbone, lora)
         return round_
 
-    def set_peft(self, anchor: Modality, peft_model: Any) -> None:
+    def set_peft(self, anchor: Modality, peft_model: "PeftModel") -> None:
         """Register a LoRA wrapper loaded from a bundle."""
         self._peft[anchor] = peft_model
 
@@ -114,7 +151,7 @@ class AnchorADModel(nn.Module):
 
     def unimodal_logits(self, modality: Modality, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Phase-1 prediction of ``modality`` alone."""
-        return self.heads[modality.value](self.encode(modality, batch).pooled)
+        return self.head(modality)(self.encode(modality, batch).pooled)
 
     def anchored(
         self,
@@ -137,18 +174,14 @@ class AnchorADModel(nn.Module):
             )
             for m, f in aux.items() if m != anchor
         }
-        return self.rounds[anchor.value](peft_model, batch_to(batch, self.device), aux, return_attention)
+        return self.anchored_round(anchor)(peft_model, batch_to(batch, self.device), aux, return_attention)
 
-    def aggregation_parameters(self) -> dict[str, Any]:
+    def aggregation_parameters(self) -> AggregationParameters:
         """Keyword arguments of :func:`~anchorad_core.fusion.aggregation.aggregate` for this model's anchors."""
         anchors = self.anchors()
-        stacker = None
-        if self.stacker is not None:
-            stacker = {"weights": [self.stacker["weights"].get(m.value, 0.0) for m in anchors],
-                       "bias": self.stacker["bias"]}
-        return {"round_weights": [self.round_weights.get(m.value, 1.0) for m in anchors],
-                "temperatures": [self.round_temperatures.get(m.value, 1.0) for m in anchors],
-                "stacker": stacker}
+        return {"round_weights": [self.round_weights.get(m, 1.0) for m in anchors],
+                "temperatures": [self.round_temperatures.get(m, 1.0) for m in anchors],
+                "stacker": None if self.stacker is None else self.stacker.for_anchors(anchors)}
 
     def aggregate(self, probabilities: torch.Tensor, present: torch.Tensor, rule: str | None = None) -> torch.Tensor:
         """Aggregate ``(R, B, K)`` round probabilities over the model's anchors."""
@@ -163,7 +196,7 @@ class AnchorADModel(nn.Module):
 
     def round_dtype(self, anchor: Modality) -> torch.dtype:
         """Floating dtype of ``anchor``'s round (its Q-former weights)."""
-        for p in self.rounds[anchor.value].parameters():
+        for p in self.anchored_round(anchor).parameters():
             if p.is_floating_point():
                 return p.dtype
         return self.dtype

@@ -1,9 +1,12 @@
 """Progress reporting and cancellation shared by the CLI (tqdm) and the GUI (napari progress)."""
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, NoReturn, Protocol, TextIO
 
 from .errors import CancelledError
+
+if TYPE_CHECKING:
+    from tqdm.std import tqdm
 
 
 class ProgressSink(Protocol):
@@ -46,7 +49,7 @@ class TqdmSink:
     """A :class:`ProgressSink` that shows one tqdm bar per stage (used by the CLI)."""
 
     def __init__(self, disable: bool = False) -> None:
-        self._bars: dict[str, object] = {}
+        self._bars: "dict[str, tqdm[NoReturn]]" = {}
         self.disable = disable
 
     def __call__(self, stage: str, done: int, total: int) -> None:
@@ -77,7 +80,7 @@ class LogSink:
     when it completes; updates in between are dropped.
     """
 
-    def __init__(self, stream: "object | None" = None) -> None:
+    def __init__(self, stream: "TextIO | None" = None) -> None:
         import sys
 
         self.stream = stream if stream is not None else sys.stderr
@@ -94,11 +97,11 @@ class LogSink:
             self._started[stage] = now
             self._finished.discard(stage)
             if done < total:
-                print(f"{stage}: started ({total} steps)", file=self.stream, flush=True)  # type: ignore[call-overload]
+                print(f"{stage}: started ({total} steps)", file=self.stream, flush=True)
         if done >= total:
             start = self._started.pop(stage)
             self._finished.add(stage)
-            print(f"{stage}: done in {now - start:.1f} s", file=self.stream, flush=True)  # type: ignore[call-overload]
+            print(f"{stage}: done in {now - start:.1f} s", file=self.stream, flush=True)
 
     def close(self) -> None:
         """Nothing to close (kept for the :class:`TqdmSink` interface)."""

@@ -351,8 +351,8 @@ def run_demo(
     evaluation = Evaluation(task_.name, labels, list(test.subject_ids), np.asarray(test.labels), 1,
                             "selected" if config.aggregation == "auto" else config.aggregation,
                             rows=rows, curves=[{"repeat": 0, "fold": 0,
-                                                "phase1": {m: h.to_dict() for m, h in result.phase1.items()},
-                                                "phase2": {m: h.to_dict() for m, h in result.phase2.items()}}])
+                                                "phase1": {m.value: h.to_dict() for m, h in result.phase1.items()},
+                                                "phase2": {m.value: h.to_dict() for m, h in result.phase2.items()}}])
     evaluation.record(0, np.arange(len(test)), predictions)
     results = write_results([evaluation], root / "results", {"split": {
         "train": len(train), "validation": len(val), "test": len(test), "test_ids": test.subject_ids}})

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from .fileio import load_spatial_image
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import PreprocessConfig
@@ -190,7 +191,7 @@ def _check_label_image(path: Path, table: pd.DataFrame) -> None:
     import nibabel as nib
 
     try:
-        img = nib.load(str(path))
+        img = load_spatial_image(str(path))
         data = np.asarray(img.dataobj)
     except Exception as exc:  # noqa: BLE001 - any unreadable image
         raise ConfigError(f"not a readable NIfTI label image ({type(exc).__name__}: {exc})", path) from None
@@ -256,12 +257,12 @@ def merge_label_images(
 
     if not images or len(images) != len(tables):
         raise ConfigError("merge_label_images: give one label table per label image")
-    reference = nib.load(str(images[0]))
+    reference = load_spatial_image(str(images[0]))
     merged = np.zeros(reference.shape[:3], dtype=np.int32)
     rows, offset = [], 0
     for image, table_path in zip(images, tables):
         table = read_label_table(table_path)
-        img = nib.load(str(image))
+        img = load_spatial_image(str(image))
         if img.shape[:3] != reference.shape[:3] or not np.allclose(img.affine, reference.affine, atol=1e-3):
             img = resample_to_img(img, reference, interpolation="nearest", force_resample=True, copy_header=True)
         data = np.asarray(img.dataobj).astype(np.int64).reshape(reference.shape[:3])

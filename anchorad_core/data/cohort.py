@@ -118,7 +118,7 @@ class Cohort:
 
     def counts(self) -> dict[str, int]:
         """Samples per label."""
-        return {k: int(v) for k, v in self.samples["diagnosis"].value_counts().items()}
+        return {str(k): int(v) for k, v in self.samples["diagnosis"].value_counts().items()}
 
     def task_subjects(self, task: "Task | str") -> tuple[list[str], np.ndarray]:
         """Samples of a task and their targets.
@@ -292,8 +292,8 @@ def _samples_of_participants(root: Path, participants: pd.DataFrame, tsv: Path) 
         if folder is None:
             missing.append(pid)
             continue
-        sessions = _sessions(folder)
-        for ses in sessions or [None]:
+        sessions: list[Path | None] = [*_sessions(folder)] or [None]  # None: no session folders
+        for ses in sessions:
             sid = f"{folder.name}_{ses.name}" if ses is not None else pid
             rows.append({"sample_id": sid, "participant": folder.name,
                          "session_id": ses.name if ses is not None else None, "diagnosis": diagnosis})
@@ -312,7 +312,7 @@ def _samples_of_label_table(root: Path, table: Path) -> tuple[pd.DataFrame, dict
     for pid, ses, diagnosis in zip(labels["participant_id"], labels["session_id"], labels["diagnosis"]):
         folder = _resolve_folder(root, pid)
         target = None if folder is None else (folder / ses if ses is not None else folder)
-        if target is None or not target.is_dir():
+        if folder is None or target is None or not target.is_dir():
             missing.append(f"{pid}/{ses}" if ses is not None else pid)
             continue
         sid = f"{folder.name}_{ses}" if ses is not None else pid

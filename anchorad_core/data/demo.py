@@ -48,7 +48,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..modality import ALL_MODALITIES
 from ..io_utils import atomic_directory
-from .fileio import deterministic_gzip
+from .fileio import deterministic_gzip, load_spatial_image
 from .genetics import expand_apoe_genotype
 from .templates import (
     DMN_NETWORKS,
@@ -120,7 +120,7 @@ def _t1_template() -> _T1Template:
     import nibabel as nib
     from scipy import ndimage
 
-    img = nib.load(str(template_path("t1_demo.nii.gz")))
+    img = load_spatial_image(str(template_path("t1_demo.nii.gz")))
     t1 = np.asarray(img.get_fdata(dtype=np.float32))
     t1 = np.maximum(t1, 0.0)
     affine = img.affine
@@ -173,7 +173,7 @@ def _fc_factors() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     g = group_fc_17n()
     ts = subject_roi_timeseries().astype(np.float64)
-    s = np.corrcoef(ts)
+    s = np.asarray(np.corrcoef(ts))
     dmn = atlas_labels()["network"].isin(DMN_NETWORKS).to_numpy()
     return factor(g), factor(s), dmn
 
@@ -302,7 +302,8 @@ def _apoe_genotype(rng: np.random.Generator, s_m: float) -> tuple[int, int]:
     p4 = float(np.clip(0.12 + 0.18 * s_m, 0.02, 0.6))
     p2 = float(np.clip(0.08 - 0.05 * s_m, 0.01, 0.15))
     alleles = rng.choice([2, 3, 4], size=2, p=[p2, 1 - p2 - p4, p4])
-    return tuple(sorted(int(a) for a in alleles))  # type: ignore[return-value]
+    low, high = sorted(int(a) for a in alleles)
+    return low, high
 
 
 def _vcf_text(sid: str, alleles: tuple[int, int], rng: np.random.Generator) -> str:
@@ -544,7 +545,7 @@ def make_demo_cohort(
     try:
         # built in a temporary sibling folder and renamed into place: never half-written
         with atomic_directory(out, overwrite=True) as tmp:
-            rows: list[dict[str, Any]] = [None] * n_subjects  # type: ignore[list-item]
+            rows: list[dict[str, Any]] = [{} for _ in range(n_subjects)]  # each filled by its subject's writer
             done = 0
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 futures = [pool.submit(_write_subject, tmp, sid, lab, sq) for sid, lab, sq in zip(ids, labels, subject_seqs)]
@@ -595,7 +596,7 @@ def make_demo_cohort(
                 truth.mkdir()
                 table.drop(columns=["age", "sex"]).to_csv(truth / "synthetic_truth.tsv", sep="\t", index=False,
                                                           float_format="%.4f")
-            counts = {k: int(v) for k, v in table["diagnosis"].value_counts().reindex(list(LABEL_SEVERITY)).items()}
+            counts = {str(k): int(v) for k, v in table["diagnosis"].value_counts().reindex(list(LABEL_SEVERITY)).items()}
             dropped = {r["participant_id"]: r["dropped"] for r in rows if r["dropped"]}
             (tmp / "README.md").write_text(_readme(n_subjects, seed, counts, len(dropped)), encoding="utf-8")
             shutil.copyfile(template_path("LICENSES.md"), tmp / "LICENSES.md")

@@ -180,10 +180,11 @@ def make_clinica_demo_cohort(
                     if progress is not None:
                         progress(i + 1, len(jobs), f"{jobs[i][0]}_{jobs[i][1]}")
             shutil.rmtree(tmp / ".staging", ignore_errors=True)
-            visits, by_participant = [], {}
+            visits: list[dict[str, Any]] = []
+            by_participant: dict[str, list[tuple[str, int, str, dict[str, Any]]]] = {}
             for (pid, ses, m, dx, _, _, _), result in zip(jobs, written):
                 by_participant.setdefault(pid, []).append((ses, m, dx, result["fields"]))
-            education = {}
+            education: dict[str, Any] = {}
             for pid, plan in zip(ids, plans):
                 rows = []
                 for ses, m, dx, fields in by_participant[pid]:
@@ -226,7 +227,7 @@ def make_clinica_demo_cohort(
             shutil.copyfile(template_path("LICENSES.md"), tmp / "LICENSES.md")
     finally:
         torch.set_num_threads(torch_threads)
-    counts = {k: int(v) for k, v in labels["diagnosis"].value_counts().items()}
+    counts = {str(k): int(v) for k, v in labels["diagnosis"].value_counts().items()}
     return ClinicaDemoInfo(root=out, participants=n_participants, sessions=len(jobs), labels=counts,
                            labels_tsv=out / "labels.tsv", visits_csv=out / "phenotype" / "visits.csv",
                            seconds=time.perf_counter() - start)

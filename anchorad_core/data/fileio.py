@@ -4,12 +4,16 @@ from __future__ import annotations
 import gzip
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputDataError
 from ..io_utils import atomic_path, atomic_write_bytes, atomic_write_text
 from ..io_utils import sha256_file as file_sha256
+
+if TYPE_CHECKING:
+    from nibabel.spatialimages import SpatialImage
 
 __all__ = [
     "atomic_write_bytes",
@@ -19,6 +23,7 @@ __all__ = [
     "check_gzip",
     "read_text_utf8",
     "deterministic_gzip",
+    "load_spatial_image",
 ]
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -88,3 +93,20 @@ def check_finite(array: np.ndarray, path: "str | Path", what: str) -> None:
                 "fix or mask them before loading",
                 path,
             )
+
+
+def load_spatial_image(path: "str | Path") -> "SpatialImage":
+    """``nibabel.load`` of an image on a voxel grid (NIfTI): data, affine and shape.
+
+    ``nibabel.load`` is typed as returning any file-based image; this says (and checks) that
+    the file is a spatial image. Raises what ``nibabel.load`` raises for a bad file, and
+    ``nibabel.filebasedimages.ImageFileError`` for an image without a voxel grid.
+    """
+    import nibabel as nib
+    from nibabel.filebasedimages import ImageFileError
+    from nibabel.spatialimages import SpatialImage
+
+    img = nib.load(str(path))
+    if not isinstance(img, SpatialImage):
+        raise ImageFileError(f"{path}: not an image on a voxel grid ({type(img).__name__})")
+    return img

@@ -48,6 +48,7 @@ from .fileio import check_finite, check_gzip, read_text_utf8
 from .atlas import atlas_of
 from .smri import is_nifti_name
 from .templates import atlas_labels
+from .fileio import load_spatial_image
 
 __all__ = [
     "read_fmri",
@@ -246,7 +247,7 @@ def read_bold(path: "str | Path", config: PreprocessConfig | None = None) -> tup
         raise InputDataError("a BOLD run must be a NIfTI file (*.nii or *.nii.gz)", path)
     check_gzip(path)
     try:
-        img = nib.load(str(path))
+        img = load_spatial_image(str(path))
     except Exception as exc:
         raise InputDataError(f"not a readable NIfTI image ({type(exc).__name__}: {exc})", path) from None
     shape = img.shape

@@ -275,16 +275,17 @@ def parse_vcf_text(
         if any(len(a) != 1 or a not in "ACGT" for a in alleles):
             raise InputDataError(f"VCF line {lineno} ({snp.rsid}): REF/ALT must be single bases, got {ref}/{alt}", path)
         try:
-            idx, phased = _gt_alleles(gt)
+            called, phased = _gt_alleles(gt)
         except ValueError:
             raise InputDataError(f"VCF line {lineno} ({snp.rsid}): unreadable genotype {gt!r}", path) from None
-        if any(i is None for i in idx):
+        idx = [i for i in called if i is not None]
+        if len(idx) < len(called):
             raise InputDataError(f"VCF line {lineno} ({snp.rsid}): genotype is missing ({gt!r})", path)
         if len(idx) == 1:  # haploid call: treat as homozygous
             idx = idx * 2
-        if len(idx) != 2 or any(i >= len(alleles) for i in idx):  # type: ignore[operator]
+        if len(idx) != 2 or any(i >= len(alleles) for i in idx):
             raise InputDataError(f"VCF line {lineno} ({snp.rsid}): genotype {gt!r} does not fit REF/ALT", path)
-        found[snp.rsid] = ([alleles[i] for i in idx], phased)  # type: ignore[index]
+        found[snp.rsid] = ([alleles[i] for i in idx], phased)
     if header_cols is None:
         raise InputDataError("not a VCF file (no '#CHROM' header line)", path)
     if not found:

@@ -117,7 +117,7 @@ def _session_row(table: Path, session: str) -> dict[str, Any] | None:
     hits = df[ids == session]
     if len(hits) > 1:
         raise InputDataError(f"session {session} is listed {len(hits)} times", table)
-    return None if hits.empty else hits.iloc[0].to_dict()
+    return None if hits.empty else _row_dict(hits.iloc[0])
 
 
 def _participant_row(participant_folder: Path) -> dict[str, Any] | None:
@@ -130,7 +130,12 @@ def _participant_row(participant_folder: Path) -> dict[str, Any] | None:
     ids = df["participant_id"].str.strip()
     name = participant_folder.name
     hits = df[(ids == name) | ("sub-" + ids == name)]
-    return None if hits.empty else hits.iloc[0].to_dict()
+    return None if hits.empty else _row_dict(hits.iloc[0])
+
+
+def _row_dict(row: pd.Series) -> dict[str, Any]:
+    """One table row as ``{column name: value}``."""
+    return {str(k): v for k, v in row.items()}
 
 
 def session_table_fields(session_folder: "str | Path") -> tuple[dict[str, Any], Path] | None:

@@ -28,16 +28,15 @@ from .config import PreprocessConfig
 from .genetics import apoe_alleles_of
 from .task import Task
 from .templates import DMN_NETWORKS, atlas_image, atlas_labels
+from .fileio import load_spatial_image
 
 __all__ = ["check_demo_signal", "summary_features"]
 
 
 def _smri_features(path: str) -> list[float]:
-    import nibabel as nib
-
     from .demo import _ATROPHY_AREAS, _ATROPHY_NETWORKS
 
-    t1 = np.asarray(nib.load(path).get_fdata(dtype=np.float32))
+    t1 = np.asarray(load_spatial_image(path).get_fdata(dtype=np.float32))
     atlas = np.asarray(atlas_image().dataobj)
     labels = atlas_labels()
     area = labels["name"].str.split("_").str[3]

@@ -25,9 +25,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-import nibabel as nib
 import numpy as np
 import torch
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
@@ -36,6 +35,7 @@ from scipy import ndimage
 from ..errors import InputDataError
 from .config import PreprocessConfig
 from .fileio import check_finite, check_gzip
+from .fileio import load_spatial_image
 
 __all__ = ["SmriGeometry", "load_t1", "preprocess_t1", "read_smri", "cube_to_native", "is_nifti_name"]
 
@@ -89,12 +89,13 @@ class SmriGeometry:
     @property
     def crop_shape(self) -> tuple[int, int, int]:
         """Shape of the foreground box on the RAS+ grid."""
-        return tuple(int(b - a) for a, b in zip(self.crop_start, self.crop_stop))  # type: ignore[return-value]
+        return int_triple(b - a for a, b in zip(self.crop_start, self.crop_stop))
 
     @property
     def zoom(self) -> tuple[float, float, float]:
         """Resampling factor per axis (resized / cropped voxels)."""
-        return tuple(r / c for r, c in zip(self.resized_shape, self.crop_shape))  # type: ignore[return-value]
+        (r0, r1, r2), (c0, c1, c2) = self.resized_shape, self.crop_shape
+        return r0 / c0, r1 / c1, r2 / c2
 
     @property
     def canonical_affine(self) -> np.ndarray:
@@ -159,7 +160,7 @@ def load_t1(path: "str | Path") -> tuple[np.ndarray, np.ndarray, tuple[float, fl
         raise InputDataError("a T1 image must be a NIfTI file (*.nii or *.nii.gz)", path)
     check_gzip(path)
     try:
-        img = nib.load(str(path))
+        img = load_spatial_image(str(path))
     except Exception as exc:  # nibabel raises many types for bad headers
         raise InputDataError(f"not a readable NIfTI image ({type(exc).__name__}: {exc})", path) from None
     shape = tuple(int(s) for s in img.shape)
@@ -182,8 +183,14 @@ def load_t1(path: "str | Path") -> tuple[np.ndarray, np.ndarray, tuple[float, fl
     affine = np.asarray(img.affine, dtype=float)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InputDataError("the image affine is singular or not finite", path)
-    zooms = tuple(float(z) for z in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
-    return data, affine, zooms  # type: ignore[return-value]
+    z0, z1, z2 = (float(z) for z in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
+    return data, affine, (z0, z1, z2)
+
+
+def int_triple(values: "Iterable[Any]") -> tuple[int, int, int]:
+    """Three values as a tuple of ints (a 3-D shape or index); ``ValueError`` for another count."""
+    a, b, c = (int(v) for v in values)
+    return a, b, c
 
 
 def preprocess_t1(
@@ -228,7 +235,8 @@ def preprocess_t1(
     threshold = max(threshold, low + 1e-6 * (float(canon.max()) - low))
     img_t = torch.from_numpy(canon)[None]
     cropper = CropForeground(select_fn=lambda x: x > threshold, margin=2, allow_smaller=True)
-    start, stop = cropper.compute_bounding_box(canon[None])  # numpy path: faster than torch.any on CPU
+    # numpy path: faster than torch.any on CPU (monai annotates a Tensor but takes numpy arrays too)
+    start, stop = cropper.compute_bounding_box(canon[None])  # type: ignore[arg-type]  # see above
     start = np.maximum(np.asarray(start, int), 0)
     stop = np.minimum(np.asarray(stop, int), np.asarray(canon.shape))
     if np.any(stop - start < 2):
@@ -266,7 +274,7 @@ def preprocess_t1(
     pad_before = np.maximum((cube - target) // 2, 0)
     pad_after = np.maximum(cube - target - pad_before, 0)
     crop_before = np.maximum((target - cube) // 2, 0)
-    out = scaled
+    out = torch.as_tensor(scaled)  # already a tensor (monai annotates array-or-tensor)
     if np.any(crop_before > 0) or np.any(target > cube):
         out = SpatialCrop(roi_start=crop_before.tolist(), roi_end=(crop_before + np.minimum(target, cube)).tolist())(out)
     if np.any(pad_before > 0) or np.any(pad_after > 0):
@@ -275,14 +283,14 @@ def preprocess_t1(
     arr = np.asarray(out[0], dtype=np.float32)
     assert arr.shape == (cube, cube, cube), arr.shape
     geometry = SmriGeometry(
-        native_shape=native_shape,  # type: ignore[arg-type]
+        native_shape=int_triple(native_shape),
         native_affine=np.asarray(affine, float).tolist(),
         ornt=np.asarray(ornt, float).tolist(),
-        canonical_shape=tuple(int(s) for s in canon.shape),  # type: ignore[arg-type]
-        crop_start=tuple(int(v) for v in start),  # type: ignore[arg-type]
-        crop_stop=tuple(int(v) for v in stop),  # type: ignore[arg-type]
-        resized_shape=tuple(int(v) for v in target),  # type: ignore[arg-type]
-        cube_offset=tuple(int(v) for v in (pad_before - crop_before)),  # type: ignore[arg-type]
+        canonical_shape=int_triple(canon.shape),
+        crop_start=int_triple(start),
+        crop_stop=int_triple(stop),
+        resized_shape=int_triple(target),
+        cube_offset=int_triple(pad_before - crop_before),
         cube=cube,
         spacing_mm=spacing,
     )
@@ -322,12 +330,13 @@ def cube_to_native(map_cube: np.ndarray, geometry: SmriGeometry, order: int = 1)
     from monai.transforms import Resize
 
     mode = "nearest" if order == 0 else "trilinear"
+    align_corners = None if order == 0 else False  # None: Resize's default (nearest takes no align_corners)
     m = torch.as_tensor(np.asarray(map_cube, dtype=np.float32))
     if m.ndim != 3:
         raise ValueError(f"map_cube must be 3-D, got shape {tuple(m.shape)}")
     cube = geometry.cube
     if tuple(m.shape) != (cube, cube, cube):
-        m = Resize(spatial_size=(cube, cube, cube), mode=mode, **({} if order == 0 else {"align_corners": False}))(m[None])[0]
+        m = torch.as_tensor(Resize(spatial_size=(cube, cube, cube), mode=mode, align_corners=align_corners)(m[None]))[0]
     # undo pad/crop: resized[j] = cube[j + offset]
     target = np.asarray(geometry.resized_shape)
     offset = np.asarray(geometry.cube_offset)
@@ -340,8 +349,8 @@ def cube_to_native(map_cube: np.ndarray, geometry: SmriGeometry, order: int = 1)
         src_lo[0]:src_hi[0], src_lo[1]:src_hi[1], src_lo[2]:src_hi[2]
     ]
     # undo resampling
-    kwargs = {} if order == 0 else {"align_corners": False}
-    box = Resize(spatial_size=list(geometry.crop_shape), mode=mode, **kwargs)(resized[None])[0]
+    box = torch.as_tensor(Resize(spatial_size=list(geometry.crop_shape), mode=mode,
+                                 align_corners=align_corners)(resized[None]))[0]
     canon = np.zeros(geometry.canonical_shape, dtype=np.float32)
     a, b = geometry.crop_start, geometry.crop_stop
     canon[a[0]:b[0], a[1]:b[1], a[2]:b[2]] = np.asarray(box)

@@ -253,30 +253,31 @@ def _read_modality(
     modality: Modality, files: SubjectFiles, config: PreprocessConfig, subject: Subject, cache_dir: Path | None
 ) -> None:
     if modality is Modality.SMRI:
-        path = files.smri
-        assert path is not None
+        t1_path = files.smri
+        assert t1_path is not None
 
         def compute() -> tuple[np.ndarray, dict[str, Any]]:
-            cube, geom = read_smri(path, config)
+            cube, geom = read_smri(t1_path, config)
             return cube, geom.to_dict()
 
-        cube, meta = _cached(modality, [path], config, cache_dir, subject.subject_id, compute)
+        cube, meta = _cached(modality, [t1_path], config, cache_dir, subject.subject_id, compute)
         subject.smri = cube
         subject.smri_geometry = SmriGeometry.from_dict(meta)
-        subject.sources[modality] = str(path)
+        subject.sources[modality] = str(t1_path)
     elif modality is Modality.FMRI:
-        path = files.fmri
-        assert path is not None
-        deps = [path]
-        side = sidecar_path(path)
+        bold_path = files.fmri
+        assert bold_path is not None
+        deps = [bold_path]
+        side = sidecar_path(bold_path)
         if side.is_file():
             deps.append(side)
-        series, info = _cached(modality, deps, config, cache_dir, subject.subject_id, lambda: read_fmri(path, config))
+        series, info = _cached(modality, deps, config, cache_dir, subject.subject_id,
+                               lambda: read_fmri(bold_path, config))
         subject.fmri = series
         subject.fmri_info = info
         if info.get("missing_rois"):
             subject.warnings.append(f"fMRI: {len(info['missing_rois'])} atlas ROIs outside the run's field of view were set to 0")
-        subject.sources[modality] = str(path)
+        subject.sources[modality] = str(bold_path)
     elif modality is Modality.CLINICAL:
         rendered: list[str] = []
         subject.clinical = read_clinical(files.clinical_note, files.clinical_json, subject.warnings,

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..resources import resource_path
+from .fileio import load_spatial_image
 
 __all__ = [
     "template_path",
@@ -89,7 +90,7 @@ def atlas_image(atlas: str = "schaefer400_17n"):
     """The atlas as a nibabel image (data cached as int16, int32 for labels past 32767)."""
     import nibabel as nib
 
-    img = nib.load(str(atlas_path(atlas)))
+    img = load_spatial_image(str(atlas_path(atlas)))
     data = np.asarray(img.dataobj)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]

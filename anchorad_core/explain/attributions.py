@@ -61,6 +61,7 @@ from torch import nn
 from ..fusion.qformer import AuxiliaryFeatures
 from ..modality import Modality
 from .maps import ModalityMap, base_map, brain_volume_attribution, roi_map_from_series, volume_from_cube, word_map
+from ..data.fileio import load_spatial_image
 
 __all__ = ["RoundAttribution", "round_attributions", "SMRI_BASELINE_SIGMA", "BASELINES_TEXT", "DEFAULT_N_STEPS",
            "DELTA_TOLERANCE", "DELTA_FLOOR", "MAX_N_STEPS"]
@@ -105,9 +106,10 @@ class RoundAttribution:
     target : str
         The explained class label.
     maps : dict
-        Modality -> :class:`~.maps.ModalityMap` (present modalities only).
+        :class:`~anchorad_core.modality.Modality` -> :class:`~.maps.ModalityMap` (present
+        modalities only).
     totals : dict
-        Modality -> sum of its raw attributions (before mapping).
+        :class:`~anchorad_core.modality.Modality` -> sum of its raw attributions (before mapping).
     output : float
         ``f(x)``: the round's probability of ``target`` for the subject.
     baseline_output : float
@@ -131,8 +133,8 @@ class RoundAttribution:
 
     anchor: str
     target: str
-    maps: dict[str, ModalityMap]
-    totals: dict[str, float]
+    maps: dict[Modality, ModalityMap]
+    totals: dict[Modality, float]
     output: float
     baseline_output: float
     delta: float
@@ -202,7 +204,8 @@ class _RoundFunction(nn.Module):
         self.order = list(order)
         self.batches = batches
         self.fixed_aux = fixed_aux
-        # identity "layers" through which the raw sMRI / fMRI tensors pass (IG on the input)
+        # identity "layers" through which the raw sMRI / fMRI tensors pass (IG on the input);
+        # torch's ModuleDict keys must be strings: keyed by the modality's value
         self.inputs = nn.ModuleDict({m.value: nn.Identity() for m in self.order if m in (Modality.SMRI, Modality.FMRI)})
 
     def layer(self, modality: Modality) -> nn.Module:
@@ -360,12 +363,12 @@ def round_attributions(
         steps *= 2
         attributions = _run(steps, None)
     converged = _within_bound(delta, f_x - f_b, tolerance)
-    maps: dict[str, ModalityMap] = {}
-    totals: dict[str, float] = {}
+    maps: dict[Modality, ModalityMap] = {}
+    totals: dict[Modality, float] = {}
     for m, attr in zip(order, attributions):
         attr = _first(attr).detach().float().cpu()
-        totals[m.value] = float(attr.sum())
-        maps[m.value] = _map_attribution(m, attr, model, subject, batches[m])
+        totals[m] = float(attr.sum())
+        maps[m] = _map_attribution(m, attr, model, subject, batches[m])
     return RoundAttribution(
         anchor=anchor.value,
         target=labels[int(target)] if labels else str(int(target)),
@@ -465,7 +468,7 @@ def _recorded_output(recorder: "_Recorder | None", args: tuple) -> "torch.Tensor
 def _recorded_layers(recorder: "_Recorder | None", args: tuple) -> "dict[int, Any] | None":
     """The recorded attributed-layer outputs of ``fn(*args)`` (all layers), if recorded."""
     call = _find_call(recorder, args)
-    if call is None or len(call[2]) != len(recorder.layers):  # type: ignore[union-attr]
+    if call is None or recorder is None or len(call[2]) != len(recorder.layers):
         return None
     return call[2]
 
@@ -532,9 +535,7 @@ def _native_t1(subject: Any) -> "Any":
     if path is None:
         return None
     try:
-        import nibabel as nib
-
-        img = nib.load(str(path))
+        img = load_spatial_image(str(path))
         return np.asarray(img.get_fdata(dtype=np.float32)).reshape(img.shape[:3])
     except Exception:  # noqa: BLE001 - no T1 mask: the map's own support is used
         return None

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..data.fileio import atomic_path
 from ..io_utils import atomic_write_json, atomic_write_text
-from ..modality import Modality
+from ..modality import Modality, keys_to_json
 from ..progress import SILENT, Progress
 from .attention import NEAR_UNIFORM_RULE, BlockAttention, round_attention
 from .attributions import (
@@ -124,10 +124,10 @@ class SubjectExplanation:
                 ig = {
                     "target": a.target, "f_input": a.output, "f_baseline": a.baseline_output,
                     **a.to_dict(), "convergence": a.convergence_text(), "warning": a.warning or None,
-                    "method": a.method, "totals": a.totals, "seconds": a.seconds, "maps": {},
+                    "method": a.method, "totals": keys_to_json(a.totals), "seconds": a.seconds, "maps": {},
                 }
                 for m, mp in a.maps.items():
-                    stem = f"ig-{m}"
+                    stem = f"ig-{m.value}"
                     written = _save_map(mp, folder, stem, self.atlas)
                     if isinstance(mp, VolumeMap) and mp.voxels is not None:
                         raw = nib_image(mp.voxels, mp.affine)
@@ -135,7 +135,7 @@ class SubjectExplanation:
                     if isinstance(mp, VolumeMap) and mp.parcels is not None:
                         written += _save_map(mp.parcels, folder, f"{stem}_parcels", self.atlas)
                     files[stem] = [str(Path(p).relative_to(outdir)) for p in written]
-                    ig["maps"][m] = _map_summary(mp)
+                    ig["maps"][m.value] = _map_summary(mp)
             rounds.append({
                 "anchor": r.anchor, "probabilities": r.probabilities, "weight": r.weight,
                 "attention": blocks, "integrated_gradients": ig, "files": files, "seconds": r.seconds,
@@ -251,9 +251,10 @@ def _map_summary(mp: "ModalityMap | None", near_uniform: bool = False) -> dict[s
     if isinstance(mp, WordMap):
         order = np.argsort(-np.abs(mp.scores))[:5]
         return {"kind": "words", "total": mp.total, "top_words": [{"word": mp.words[i].word, "score": mp.words[i].score} for i in order]}
-    order = sorted(mp.kmers, key=lambda k: -abs(k.score))[:5]
+    strongest = sorted(mp.kmers, key=lambda k: -abs(k.score))[:5]
     return {"kind": "bases", "total": mp.total,
-            "top_kmers": [{"sequence": k.sequence, "start": k.start, "kmer": k.kmer, "score": k.score} for k in order]}
+            "top_kmers": [{"sequence": k.sequence, "start": k.start, "kmer": k.kmer, "score": k.score}
+                          for k in strongest]}
 
 
 # ---------------------------------------------------------------------- entry point

@@ -27,7 +27,7 @@ lowest one picks noise; the report says which rule and why.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence, TypedDict
 
 import numpy as np
 import torch
@@ -39,13 +39,28 @@ RULES = ("mean", "confidence", "validation", "stacking")
 CONFIDENCE_PRIOR = 0.05
 
 
+class Stacker(TypedDict):
+    """The ``stacking`` rule's logistic regression on the rounds' logits, in round order."""
+
+    weights: list[float]
+    bias: float
+
+
+class AggregationParameters(TypedDict):
+    """The fitted per-round parameters :func:`aggregate` takes besides the rule (round order)."""
+
+    round_weights: list[float]
+    temperatures: list[float]
+    stacker: "Stacker | None"
+
+
 def aggregate(
     probabilities: torch.Tensor,
     present: torch.Tensor,
     rule: str = "mean",
     round_weights: "Sequence[float] | torch.Tensor | None" = None,
     temperatures: "Sequence[float] | None" = None,
-    stacker: "dict[str, Any] | None" = None,
+    stacker: "Stacker | None" = None,
 ) -> torch.Tensor:
     """Aggregate per-round probabilities with ``rule`` (see the module docstring).
 
@@ -91,7 +106,7 @@ def round_confidences(
     rule: str = "mean",
     round_weights: "Sequence[float] | torch.Tensor | None" = None,
     temperatures: "Sequence[float] | None" = None,
-    stacker: "dict[str, Any] | None" = None,
+    stacker: "Stacker | None" = None,
 ) -> torch.Tensor:
     """Un-normalised weight ``(R, B)`` of each round under ``rule`` (0 for absent rounds).
 
@@ -169,7 +184,7 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(math.exp(best.x))
 
 
-def fit_stacker(probabilities: np.ndarray, present: np.ndarray, labels: np.ndarray) -> "dict[str, Any] | None":
+def fit_stacker(probabilities: np.ndarray, present: np.ndarray, labels: np.ndarray) -> "Stacker | None":
     """Logistic regression (L2, C = 1) of the label on the rounds' logits; ``None`` if it cannot be fitted."""
     from sklearn.linear_model import LogisticRegression
 
@@ -209,7 +224,7 @@ def select_rule(
     labels: np.ndarray,
     round_weights: Sequence[float],
     temperatures: Sequence[float],
-    stacker: "dict[str, Any] | None",
+    stacker: "Stacker | None",
     groups: "Sequence[str] | None" = None,
 ) -> tuple[str, dict[str, float]]:
     """The default rule by the one-standard-error rule, and every rule's validation log-loss.
@@ -276,10 +291,9 @@ def _features(probabilities: np.ndarray, present: np.ndarray) -> np.ndarray:
     return (logits * np.asarray(present)).T
 
 
-def _stacker_weights(stacker: "dict[str, Any] | None", probabilities: torch.Tensor) -> torch.Tensor:
+def _stacker_weights(stacker: "Stacker | None", probabilities: torch.Tensor) -> torch.Tensor:
     if stacker is None:
-        raise ConfigError("the 'stacking' aggregation rule needs a stacker fitted on a validation split "
-                          "(binary tasks with validation subjects of both classes)")
+        raise _no_stacker()
     if probabilities.shape[-1] != 2:
         raise ConfigError("the 'stacking' aggregation rule is defined for two-class tasks only")
     coef = torch.as_tensor(stacker["weights"], dtype=probabilities.dtype, device=probabilities.device)
@@ -288,7 +302,14 @@ def _stacker_weights(stacker: "dict[str, Any] | None", probabilities: torch.Tens
     return coef
 
 
-def _stacked_logit(probabilities: torch.Tensor, present: torch.Tensor, stacker: "dict[str, Any] | None") -> torch.Tensor:
+def _stacked_logit(probabilities: torch.Tensor, present: torch.Tensor, stacker: "Stacker | None") -> torch.Tensor:
+    if stacker is None:
+        raise _no_stacker()
     coef = _stacker_weights(stacker, probabilities)
     logits = _round_logits(probabilities) * present.to(probabilities.dtype)
-    return float(stacker["bias"]) + (coef.unsqueeze(1) * logits).sum(dim=0)  # type: ignore[index]
+    return float(stacker["bias"]) + (coef.unsqueeze(1) * logits).sum(dim=0)
+
+
+def _no_stacker() -> ConfigError:
+    return ConfigError("the 'stacking' aggregation rule needs a stacker fitted on a validation split "
+                       "(binary tasks with validation subjects of both classes)")

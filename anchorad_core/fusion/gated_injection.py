@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +47,7 @@ _ACTIVE: contextvars.ContextVar["_Injection | None"] = contextvars.ContextVar("a
 
 
 @contextlib.contextmanager
-def gated_injection(gates: Sequence[torch.Tensor]) -> Iterator[None]:
+def gated_injection(gates: Iterable[torch.Tensor]) -> Iterator[None]:
     """Use ``gates`` (one ``(heads,)`` or scalar tensor per attention layer, in call order)."""
     token = _ACTIVE.set(_Injection(list(gates)))
     try:

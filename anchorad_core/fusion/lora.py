@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -41,7 +41,8 @@ def attach_lora(backbone: ModalityBackbone, settings: LoraSettings) -> PeftModel
     return get_peft_model(backbone, config, adapter_name=ADAPTER_NAME)
 
 
-def lora_config(settings: LoraSettings, target_modules: "list[str] | str", modules_to_save: "list[str]" = ()) -> LoraConfig:
+def lora_config(settings: LoraSettings, target_modules: "list[str] | str",
+                modules_to_save: "Sequence[str]" = ()) -> LoraConfig:
     """The peft ``LoraConfig`` of an anchored round (also what ``anchorad backbones --plan`` injects).
 
     Parameters

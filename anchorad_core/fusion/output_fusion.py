@@ -41,6 +41,7 @@ class OutputFusion(nn.Module):
             raise ValueError(f"unknown fusion method {method!r}")
         self.method = method
         self.modalities = list(widths)
+        # torch's ModuleDict keys must be strings: keyed by the modality's value.
         self.norms = nn.ModuleDict({m.value: nn.LayerNorm(w) for m, w in widths.items()})
         if method == "concat":
             total = sum(widths.values()) + len(widths)

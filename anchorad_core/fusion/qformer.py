@@ -21,7 +21,7 @@ anchor never attends to its block) — never zero-filled tokens that attention c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -189,6 +189,7 @@ class ModalityAwareQFormer(nn.Module):
         self.width = width
         self.out_width = out_width
         self.num_queries = num_queries
+        # torch's ModuleDict / ParameterDict keys must be strings: keyed by the modality's value.
         self.input_projections = nn.ModuleDict(
             {m.value: nn.Linear(aux_widths[m], width) for m in self.aux_modalities}
         )
@@ -251,7 +252,7 @@ class ModalityAwareQFormer(nn.Module):
                     keys = torch.cat([readout.unsqueeze(1), keys], dim=1)
                     key_mask = torch.cat([present.unsqueeze(1), key_mask], dim=1)
                 block = queries
-                for layer in self.unimodal_blocks[modality.value]:
+                for layer in cast(nn.ModuleList, self.unimodal_blocks[modality.value]):
                     block, weights = layer(block, keys, key_mask, return_attention)
                 if return_attention and with_readout:
                     share = weights[..., 0]

@@ -142,7 +142,11 @@ def backbone_shape(
         heads, targets = list(module.attention_heads), module.lora_target_modules
         hf = getattr(module, "model", None)
     else:  # the bare Hugging Face model of a published architecture
-        hf_config = module.config
+        from transformers import PretrainedConfig
+
+        hf_config = getattr(module, "config", None)
+        if not isinstance(hf_config, PretrainedConfig):
+            raise ConfigError(f"{config['family']}: the meta build is neither a backbone nor a Hugging Face model")
         width = extra = int(hf_config.hidden_size)
         pooled = width * (2 if config.get("number_readout") else 1)
         heads = [int(hf_config.num_attention_heads)] * int(hf_config.num_hidden_layers)

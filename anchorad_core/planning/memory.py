@@ -39,11 +39,12 @@ The estimate leaves out the allocator's fragmentation and the CUDA context (abou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from torch import nn
 
 from ..fusion.lora import LoraSettings
+from ..modality import Modality
 from .backbone_shape import BackboneShape, LayerStack
 
 BF16 = 2
@@ -133,7 +134,7 @@ def layer_bytes_per_token(
 def estimate_activations(
     anchor: BackboneShape,
     appended_tokens: int,
-    aux_tokens: "dict[str, tuple[int, int]]",
+    aux_tokens: "Mapping[Modality, tuple[int, int]]",
     qformer_width: int,
     lora: LoraSettings,
     gated: bool = True,

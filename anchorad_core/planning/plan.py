@@ -10,27 +10,39 @@ gradient checkpointing (:mod:`.memory`, whose docstring is the formula).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..backbones.inventory import format_bytes, format_count
 from ..errors import ConfigError
 from ..modality import ALL_MODALITIES, Modality
-from ..training.config import TrainConfig
+from ..training.config import BackboneSpec, TrainConfig
 from .backbone_shape import DEFAULT_GENETICS_WINDOWS, BackboneShape, backbone_shape
-from .memory import BF16, FP32, TRAINABLE_BYTES, estimate_activations, subject_tokens
-from .round_parameters import GROUPS, count_round_parameters, inject_lora, meta_round
+from .memory import BF16, FP32, TRAINABLE_BYTES, ActivationEstimate, estimate_activations, subject_tokens
+from .round_parameters import GROUPS, RoundParameters, count_round_parameters, inject_lora, meta_round
 
 #: The paper's backbones: BrainMVP's UniFormer-S, Brain-JEPA ViT-B, LLaMA-2 13B, Nucleotide Transformer 500M.
-PAPER_PRESETS: dict[str, str] = {
-    "smri": "brainmvp-uniformer-s",
-    "fmri": "brainjepa-vit-b",
-    "clinical": "llama-2-13b",
-    "genetics": "nt-v1-500m-human-ref",
+PAPER_PRESETS: dict[Modality, str] = {
+    Modality.SMRI: "brainmvp-uniformer-s",
+    Modality.FMRI: "brainjepa-vit-b",
+    Modality.CLINICAL: "llama-2-13b",
+    Modality.GENETICS: "nt-v1-500m-human-ref",
 }
 
 
-def presets_by_modality(names: "list[str]") -> dict[str, str]:
+@dataclass
+class _RoundPlan:
+    """What one anchored round trains and holds (before it is written as JSON)."""
+
+    anchor: Modality
+    shape: BackboneShape
+    parameters: RoundParameters
+    activations: ActivationEstimate
+    appended_tokens: int
+
+
+def presets_by_modality(names: "list[str]") -> dict[Modality, str]:
     """``["llama-2-7b", ...]`` -> ``{"clinical": "llama-2-7b", ...}`` (one preset per modality).
 
     Raises
@@ -40,12 +52,13 @@ def presets_by_modality(names: "list[str]") -> dict[str, str]:
     """
     from ..backbones import registry
 
-    out: dict[str, str] = {}
+    out: dict[Modality, str] = {}
     for name in names:
         config = registry.resolve_config(name)
-        modality = registry.families()[config["family"]].modality.value
+        modality = registry.families()[config["family"]].modality
         if modality in out:
-            raise ConfigError(f"--presets: {out[modality]} and {name} are both {modality} backbones; give one per modality")
+            raise ConfigError(f"--presets: {out[modality]} and {name} are both {modality.value} backbones; "
+                              "give one per modality")
         out[modality] = name
     if not out:
         raise ConfigError("--presets: no preset given")
@@ -54,7 +67,7 @@ def presets_by_modality(names: "list[str]") -> dict[str, str]:
 
 def plan_run(
     config: "TrainConfig | None" = None,
-    backbones: "dict[str, Any] | None" = None,
+    backbones: "Mapping[Modality, BackboneSpec] | Mapping[str, BackboneSpec] | None" = None,
     batch_size: int = 1,
     genetics_windows: int = DEFAULT_GENETICS_WINDOWS,
     num_classes: int = 2,
@@ -68,7 +81,7 @@ def plan_run(
         Round settings (``num_queries``, Q-former shape, LoRA, gate, readout keys); default
         ``TrainConfig()``, the paper's settings.
     backbones
-        Backbone spec per modality value; default ``config.backbones``, else :data:`PAPER_PRESETS`.
+        Backbone spec per modality (or its name); default ``config.backbones``, else :data:`PAPER_PRESETS`.
     batch_size
         Subjects per training step.
     genetics_windows
@@ -81,43 +94,42 @@ def plan_run(
     config = copy.deepcopy(config) if config is not None else TrainConfig()
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
-    specs = dict(backbones or config.backbones or PAPER_PRESETS)
+    given = backbones or config.backbones or PAPER_PRESETS
+    specs = {Modality.parse(m): spec for m, spec in given.items()}
     shapes: dict[Modality, BackboneShape] = {}
     for m in ALL_MODALITIES:
-        if m.value in specs:
-            shape = backbone_shape(specs[m.value], base_dir, genetics_windows)
+        if m in specs:
+            shape = backbone_shape(specs[m], base_dir, genetics_windows)
             if shape.modality is not m:
                 raise ConfigError(f"backbones.{m.value}: {shape.name} is a {shape.modality.value} backbone")
             shapes[m] = shape
-    rounds = []
+    rounds: list[_RoundPlan] = []
     for anchor, shape in shapes.items():
         aux = {m: s for m, s in shapes.items() if m is not anchor}
         round_ = meta_round(shape, aux, num_classes, config.num_queries, config.qformer_heads, config.qformer_depth,
                             config.qformer_width, config.gated, config.readout_keys)
         appended = round_.qformer.num_tokens if aux else 0
         activations = estimate_activations(
-            shape, appended, {m.value: (subject_tokens(s), s.width) for m, s in aux.items()}, config.qformer_width,
+            shape, appended, {m: (subject_tokens(s), s.width) for m, s in aux.items()}, config.qformer_width,
             config.lora, config.gated, batch_size)
         inject_lora(shape, config.lora)
         parameters = count_round_parameters(shape, round_)
-        rounds.append({"anchor": anchor, "shape": shape, "parameters": parameters, "activations": activations,
-                       "appended_tokens": appended})
+        rounds.append(_RoundPlan(anchor, shape, parameters, activations, appended))
     backbone_params = sum(s.parameters for s in shapes.values())
     heads = sum(num_classes * (s.pooled_width + 1) for s in shapes.values())
     out_rounds = []
     for r in rounds:
-        others = sum(o["parameters"].trainable for o in rounds if o is not r)
+        others = sum(o.parameters.trainable for o in rounds if o is not r)
         weights = BF16 * backbone_params + FP32 * (others + heads)
-        state = TRAINABLE_BYTES * r["parameters"].trainable
-        act = r["activations"]
-        shape: BackboneShape = r["shape"]
+        state = TRAINABLE_BYTES * r.parameters.trainable
+        act = r.activations
         out_rounds.append({
-            "anchor": r["anchor"].value,
-            "preset": shape.name,
-            "parameters": r["parameters"].to_dict(),
-            "appended_tokens": r["appended_tokens"],
-            "layers": [{"stack": st.name, "layers": len(st.layers), "tokens": st.tokens + r["appended_tokens"],
-                        "sequences": st.sequences} for st in shape.stacks],
+            "anchor": r.anchor.value,
+            "preset": r.shape.name,
+            "parameters": r.parameters.to_dict(),
+            "appended_tokens": r.appended_tokens,
+            "layers": [{"stack": st.name, "layers": len(st.layers), "tokens": st.tokens + r.appended_tokens,
+                        "sequences": st.sequences} for st in r.shape.stacks],
             "memory": {
                 "weights_bytes": weights,
                 "trainable_state_bytes": state,

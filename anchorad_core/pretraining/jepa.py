@@ -43,8 +43,9 @@ class JEPAPredictor(nn.Module):
         self.embed = nn.Linear(encoder.width, width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
+        gradient = _gradient(encoder)
         self.position = GradientPositionalEmbedding(
-            encoder.gradient.shape[2], width, encoder.n_rois, encoder.n_time_patches)
+            gradient.shape[2], width, encoder.n_rois, encoder.n_time_patches)
         self.blocks = nn.ModuleList(Block(width, heads, 4.0, True, 0.0, 0.0, 0.0) for _ in range(depth))
         self.norm = nn.LayerNorm(width, eps=1e-6)
         self.out = nn.Linear(width, encoder.width)
@@ -59,11 +60,20 @@ class JEPAPredictor(nn.Module):
         return self.out(self.norm(x[:, keep.shape[1]:]))
 
 
+def _gradient(encoder: BrainJEPABackbone) -> torch.Tensor:
+    """The encoder's connectivity-gradient buffer ``(1, n_rois, columns)``."""
+    gradient = encoder.gradient
+    if not isinstance(gradient, torch.Tensor):
+        raise TypeError("the Brain-JEPA encoder has no gradient buffer")
+    return gradient
+
+
 def sample_masks(encoder: BrainJEPABackbone, batch: int, rng: np.random.Generator, n_blocks: int = 4,
                  roi_fraction: float = 0.08, context_keep: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """Context and target token indices ``(B, K)``, ``(B, M)`` (same sizes in every row)."""
     rois, times = encoder.n_rois, encoder.n_time_patches
-    order = np.argsort(encoder.gradient[0, :, 0].cpu().numpy())  # ROIs along the first gradient
+    gradient = _gradient(encoder)
+    order = np.argsort(gradient[0, :, 0].cpu().numpy())  # ROIs along the first gradient
     span = max(1, int(round(roi_fraction * rois)))
     all_targets, all_context = [], []
     for _ in range(batch):

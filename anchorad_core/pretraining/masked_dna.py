@@ -30,14 +30,18 @@ def pretrain_masked_dna(
     progress: Progress = SILENT,
 ) -> PretrainCurve:
     """Pretrain the ESM encoder of ``encoder`` in place on DNA strings; returns the loss curve."""
+    from transformers import EsmConfig
     from transformers.models.esm.modeling_esm import EsmLMHead
 
     torch.manual_seed(seed)
     esm = encoder.model
-    head = EsmLMHead(esm.config)
+    esm_config = getattr(esm, "config", None)
+    if not isinstance(esm_config, EsmConfig) or esm_config.vocab_size is None:
+        raise TypeError(f"masked-DNA pretraining needs an ESM model, got {type(esm).__name__}")
+    head = EsmLMHead(esm_config)
     tokenizer = encoder.tokenizer
     special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
-    mask_id, vocab = int(tokenizer.mask_token_id), int(esm.config.vocab_size)
+    mask_id, vocab = int(tokenizer.mask_token_id), int(esm_config.vocab_size)
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     esm.train()

@@ -20,11 +20,12 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
+from ..backbones.base import ModalityBackbone
 from ..backbones.registry import build_backbone
 from ..data import PreprocessConfig, load_subject, make_demo_cohort
 from ..io_utils import atomic_write_json
@@ -97,28 +98,34 @@ def pretrain_demo_backbones(out: "str | Path", settings: PretrainSettings | None
 
     curves: dict[str, PretrainCurve] = {}
     files: dict[str, Path] = {}
-    backbones: dict[str, Any] = {}
+    backbones: dict[str, ModalityBackbone] = {}
     sequences = [s for sample in inputs[Modality.GENETICS] for s in sample]
     # the architectures of the demo presets, built without their (to-be-written) weights
     if "smri" in modalities:
-        smri = backbones["smri"] = build_backbone({"preset": demo.backbones["smri"], "checkpoint": None})
+        from ..backbones.uniformer3d import UniFormer3DBackbone
+
+        smri = backbones["smri"] = _build({"preset": demo.backbones[Modality.SMRI], "checkpoint": None},
+                                          UniFormer3DBackbone)
         curves["smri"] = pretrain_masked_volume(smri, inputs[Modality.SMRI], steps=settings.smri_steps,
                                                 seed=settings.seed, progress=progress)
         files["smri"] = _save_state(smri, out / "brainmvp_demo.safetensors")
     if "fmri" in modalities:
-        fmri = backbones["fmri"] = build_backbone({"preset": demo.backbones["fmri"], "checkpoint": None})
+        from ..backbones.brainjepa import BrainJEPABackbone
+
+        fmri = backbones["fmri"] = _build({"preset": demo.backbones[Modality.FMRI], "checkpoint": None},
+                                          BrainJEPABackbone)
         curves["fmri"] = pretrain_jepa(fmri, inputs[Modality.FMRI], steps=settings.fmri_steps,
                                        seed=settings.seed + 1, progress=progress)
         files["fmri"] = _save_state(fmri, out / "brainjepa_demo.safetensors")
     if "genetics" in modalities:
-        from ..backbones.nucleotide_transformer import NT_DEMO_ESM_CONFIG
+        from ..backbones.nucleotide_transformer import NT_DEMO_ESM_CONFIG, NucleotideTransformerBackbone
 
-        dna = backbones["genetics"] = build_backbone({"preset": demo.backbones["genetics"], "model_path": None,
-                                                      "esm_config": NT_DEMO_ESM_CONFIG})
+        dna = backbones["genetics"] = _build({"preset": demo.backbones[Modality.GENETICS], "model_path": None,
+                                              "esm_config": NT_DEMO_ESM_CONFIG}, NucleotideTransformerBackbone)
         curves["genetics"] = pretrain_masked_dna(dna, sequences, steps=settings.dna_steps,
                                                  seed=settings.seed + 2, progress=progress)
         folder = out / "nt-demo"
-        dna.model.save_pretrained(str(folder), safe_serialization=True)
+        getattr(dna.model, "save_pretrained")(str(folder), safe_serialization=True)  # a transformers model
         dna.tokenizer.save_pretrained(str(folder))
         files["genetics"] = folder / "model.safetensors"
 
@@ -127,7 +134,7 @@ def pretrain_demo_backbones(out: "str | Path", settings: PretrainSettings | None
         previous = json.loads((out / "PROVENANCE.json").read_text(encoding="utf-8")).get("models", {})
     models = dict(previous)
     for m, b in backbones.items():
-        models[m] = {"preset": demo.backbones[m], "file": str(files[m].relative_to(out)), "sha256": _sha256(files[m]),
+        models[m] = {"preset": demo.backbones[Modality.parse(m)], "file": str(files[m].relative_to(out)), "sha256": _sha256(files[m]),
                      "parameters": int(sum(p.numel() for p in b.parameters())), **curves[m].summary()}
     provenance = {
         "what": "Self-supervised pretraining of the AnchorAD demo backbones (small configurations of the "
@@ -154,6 +161,17 @@ def pretrain_demo_backbones(out: "str | Path", settings: PretrainSettings | None
     _plot_curves({m: PretrainCurve(v["objective"], v["steps"], v["loss"]) for m, v in models.items()},
                  out / "loss_curves.png")
     return provenance
+
+
+_B = TypeVar("_B", bound=ModalityBackbone)
+
+
+def _build(spec: dict[str, Any], kind: "type[_B]") -> _B:
+    """The backbone of ``spec``, checked to be a ``kind`` (the architecture an objective trains)."""
+    backbone = build_backbone(spec)
+    if not isinstance(backbone, kind):
+        raise TypeError(f"{spec['preset']} builds a {type(backbone).__name__}, not a {kind.__name__}")
+    return backbone
 
 
 def _save_state(module: torch.nn.Module, path: Path) -> Path:

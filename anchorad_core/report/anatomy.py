@@ -5,6 +5,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..data.fileio import load_spatial_image
+
 if TYPE_CHECKING:
     import nibabel as nib
 
@@ -31,9 +33,9 @@ class Anatomy:
     def t1(self) -> tuple[np.ndarray, np.ndarray]:
         """The T1 volume (X, Y, Z) float32 and its affine."""
         if self._t1 is None:
-            import nibabel as nib
-
-            img = nib.load(self.t1_path)
+            if self.t1_path is None:
+                raise FileNotFoundError("this explanation has no native T1 image")
+            img = load_spatial_image(self.t1_path)
             self._t1 = (np.asarray(img.get_fdata(dtype=np.float32)).reshape(img.shape[:3]), img.affine)
         return self._t1
 
@@ -53,5 +55,5 @@ class Anatomy:
                 return t1, atlas, ATLAS_BACKGROUND_SAME_GRID
         except Exception:  # noqa: BLE001 - no T1: template background
             pass
-        tpl = nib.load(str(template_path("t1_demo.nii.gz")))
+        tpl = load_spatial_image(str(template_path("t1_demo.nii.gz")))
         return np.asarray(tpl.get_fdata(dtype=np.float32)), atlas, ATLAS_BACKGROUND_TEMPLATE

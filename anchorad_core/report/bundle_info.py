@@ -50,10 +50,11 @@ class BundleInfo:
                     m: (b.get("family") or b.get("preset") or "?") if isinstance(b, Mapping) else str(b)
                     for m, b in backbones.items()
                 }
-            if getattr(bundle, "path", None) is not None:
-                info["path"] = str(bundle.path)
-            if getattr(bundle, "hash", None):
-                info["hash"] = bundle.hash
+            path, bundle_hash = getattr(bundle, "path", None), getattr(bundle, "hash", None)
+            if path is not None:
+                info["path"] = str(path)
+            if bundle_hash:
+                info["hash"] = bundle_hash
         return cls(
             path=None if info.get("path") is None else str(info["path"]),
             hash=None if info.get("hash") is None else str(info["hash"]),

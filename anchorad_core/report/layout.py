@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple, Sequence, Union
 
+from ..modality import Modality
+
 if TYPE_CHECKING:
     from ..explain.attention import BlockAttention
     from ..explain.attributions import RoundAttribution
@@ -202,17 +204,21 @@ def round_panels(round_: "RoundExplanation") -> list[tuple[Source, str, PanelIte
             panels.append(("attention", name, round_.attention[name]))
     if round_.attribution is not None:
         for name in MODALITY_ORDER:
-            if name in round_.attribution.maps:
-                panels.append(("ig", name, round_.attribution.maps[name]))
+            modality = Modality.parse(name)
+            if modality in round_.attribution.maps:
+                panels.append(("ig", name, round_.attribution.maps[modality]))
     return panels
 
 
 def panel_height(source: Source, block: str, item: PanelItem) -> float:
     """Height of a panel's box; a note's panel grows with its lines."""
-    mp = None if (source == "attention" and block == "cross") else (item.map if source == "attention" else item)
+    from ..explain.attention import BlockAttention
+    from ..explain.maps import WordMap
+
+    mp = (None if block == "cross" else item.map) if isinstance(item, BlockAttention) else item
     if mp is None:
         return CROSS_HEIGHT
-    if mp.kind == "words":
+    if isinstance(mp, WordMap):
         chars = max(WORDS_MIN_CHARS, int(WORDS_WIDTH_SHARE * PAGE_SIZE[0] * 72 / WORDS_CHAR_ADVANCE_PT) - 2)
         lines = sum(max(1, int(math.ceil(len(part) / chars))) for part in mp.note.splitlines() if part.strip()) or 1
         return min(WORDS_MAX_HEIGHT, max(WORDS_MIN_HEIGHT[source], WORDS_BASE_HEIGHT + WORDS_LINE_HEIGHT * lines))

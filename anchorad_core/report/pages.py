@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -49,7 +49,7 @@ class _Column:
         self.fig = fig
         self.y = y
 
-    def put(self, x: float, text: str, **style: object) -> None:
+    def put(self, x: float, text: str, **style: Any) -> None:  # matplotlib Text properties
         self.fig.text(x, self.y, text, va="top", **style)
 
     def down(self, step: float) -> None:
@@ -165,7 +165,7 @@ def _probability_table(fig: "Figure", d: "Diagnosis", top: float) -> float:
             for r in d.rounds]
     rows.append(["aggregate"] + [f"{d.aggregate_probabilities[l]:.3f}" for l in d.labels] + ["—"])
     box = L.summary_table_box(top, len(rows))
-    ax = fig.add_axes(list(box))
+    ax = fig.add_axes(box)
     ax.axis("off")
     table = ax.table(cellText=rows, colLabels=["anchor round"] + [f"p({l})" for l in d.labels] + ["weight"],
                      loc="upper center", cellLoc="center", colLoc="center")
@@ -179,7 +179,7 @@ def _probability_table(fig: "Figure", d: "Diagnosis", top: float) -> float:
 
 
 def _probability_chart(fig: "Figure", d: "Diagnosis", top: float) -> None:
-    ax = fig.add_axes(list(L.summary_chart_box(top)))
+    ax = fig.add_axes(L.summary_chart_box(top))
     names = [TITLES[r.anchor.value] for r in d.rounds] + ["aggregate"]
     x = np.arange(len(names))
     width = 0.8 / max(1, len(d.labels))

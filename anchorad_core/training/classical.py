@@ -26,11 +26,15 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from ..modality import ALL_MODALITIES, Modality
+from ..data.fileio import load_spatial_image
+
+if TYPE_CHECKING:  # inputs imports nothing from here; the annotation only
+    from .inputs import CohortInputs
 
 FEATURE_NAMES: dict[Modality, tuple[str, ...]] = {
     Modality.SMRI: ("temporal+DMN / other cortex intensity", "medial temporal / other cortex intensity",
@@ -73,7 +77,7 @@ def smri_features(t1_path: "str | Path") -> np.ndarray:
     """The three sMRI summary features of one native T1 file."""
     import nibabel as nib
 
-    img = nib.load(str(t1_path))
+    img = load_spatial_image(str(t1_path))
     t1 = np.asarray(img.get_fdata(dtype=np.float32))
     affected, medial, other, box = _atlas_regions(t1.shape[:3], np.ascontiguousarray(img.affine, dtype=np.float64).tobytes())
     reference = float(t1[other].mean()) or 1.0
@@ -151,15 +155,15 @@ class SummaryFeatures:
         return np.concatenate(blocks, axis=1)
 
 
-def summary_features(inputs: "object", t1_files: "dict[str, Path] | None" = None) -> SummaryFeatures:
+def summary_features(inputs: "CohortInputs", t1_files: "dict[str, Path] | None" = None) -> SummaryFeatures:
     """Summary features of every subject of a :class:`~anchorad_core.training.inputs.CohortInputs`.
 
     ``t1_files`` maps subject ids to their native T1 file (the sMRI features are computed on
     it); without it the sMRI features are missing.
     """
     out = SummaryFeatures({m: {} for m in ALL_MODALITIES})
-    ids = inputs.subject_ids  # type: ignore[attr-defined]
-    samples = inputs.samples  # type: ignore[attr-defined]
+    ids = inputs.subject_ids
+    samples = inputs.samples
     for i, sid in enumerate(ids):
         if t1_files and sid in t1_files and samples.get(Modality.SMRI, [None] * len(ids))[i] is not None:
             out.values[Modality.SMRI][sid] = smri_features(t1_files[sid])

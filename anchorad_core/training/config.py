@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping, TypeVar, Union
 
 from ..errors import ConfigError
 from ..fusion.aggregation import RULES
 from ..fusion.lora import LoraSettings
-from ..modality import ALL_MODALITIES, Modality
+from ..modality import ALL_MODALITIES, Modality, keys_to_json
+
+#: A backbone as a configuration names it: a preset name or a config dict (:mod:`..backbones.registry`).
+BackboneSpec = Union[str, dict[str, Any]]
+_V = TypeVar("_V")
 
 PHASE1_MODES = ("full", "lora", "head", "lp-ft", "lp-lora")
 #: Default RAM budget (MB) of the auxiliary-feature cache before it spills to a memory-mapped file.
@@ -56,16 +60,20 @@ class StageSettings:
 class TrainConfig:
     """Everything that determines a training run (stored in the bundle).
 
+    The three per-modality dicts (``backbones``, ``phase1``, ``phase2``) are keyed by
+    :class:`~anchorad_core.modality.Modality`: names such as ``"smri"`` given to the
+    constructor are parsed into it, and :meth:`to_dict` writes the names.
+
     Attributes
     ----------
     backbones
-        Backbone spec (preset name or config dict) per modality value.
+        Backbone spec (preset name or config dict) per modality.
     preprocess
         :class:`anchorad_core.data.PreprocessConfig` as a dict.
     phase1
-        Phase-1 settings per modality value.
+        Phase-1 settings per modality.
     phase2
-        Phase-2 settings per anchor modality value.
+        Phase-2 settings per anchor modality.
     num_queries
         ``N_q`` of the Q-former (0 = late fusion of the anchor rounds).
     qformer_heads, qformer_depth
@@ -103,10 +111,10 @@ class TrainConfig:
         tokens): beyond it the cache moves to a memory-mapped file in a temporary folder.
     """
 
-    backbones: dict[str, Any] = field(default_factory=dict)
+    backbones: dict[Modality, BackboneSpec] = field(default_factory=dict)
     preprocess: dict[str, Any] = field(default_factory=dict)
-    phase1: dict[str, StageSettings] = field(default_factory=dict)
-    phase2: dict[str, StageSettings] = field(default_factory=dict)
+    phase1: dict[Modality, StageSettings] = field(default_factory=dict)
+    phase2: dict[Modality, StageSettings] = field(default_factory=dict)
     num_queries: int = 16
     qformer_heads: int = 4
     qformer_depth: int = 1
@@ -123,6 +131,9 @@ class TrainConfig:
     feature_cache_ram_mb: float = DEFAULT_CACHE_RAM_MB
 
     def __post_init__(self) -> None:
+        self.backbones = _modality_keys(self.backbones)
+        self.phase1 = _modality_keys(self.phase1)
+        self.phase2 = _modality_keys(self.phase2)
         if self.aggregation not in RULES + ("auto",):
             raise ConfigError(f"unknown aggregation rule {self.aggregation!r}")
         if self.num_queries < 0:
@@ -141,11 +152,11 @@ class TrainConfig:
     @property
     def modalities(self) -> tuple[Modality, ...]:
         """Modalities with a backbone, canonical order."""
-        return tuple(m for m in ALL_MODALITIES if m.value in self.backbones)
+        return tuple(m for m in ALL_MODALITIES if m in self.backbones)
 
     def restricted(self, modalities: "tuple[Modality, ...]") -> "TrainConfig":
         """A copy that only uses ``modalities``."""
-        keep = {m.value for m in modalities}
+        keep = set(modalities)
         clone = copy.deepcopy(self)
         clone.backbones = {k: v for k, v in clone.backbones.items() if k in keep}
         clone.phase1 = {k: v for k, v in clone.phase1.items() if k in keep}
@@ -155,6 +166,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         data = asdict(self)
+        for name in ("backbones", "phase1", "phase2"):
+            data[name] = keys_to_json(data[name])
         return data
 
     @classmethod
@@ -185,18 +198,20 @@ class TrainConfig:
 
         return cls(
             backbones={
-                "smri": "brainmvp-demo",
-                "fmri": "brainjepa-demo",
-                "clinical": "minilm-l6",
-                "genetics": "nt-demo",
+                Modality.SMRI: "brainmvp-demo",
+                Modality.FMRI: "brainjepa-demo",
+                Modality.CLINICAL: "minilm-l6",
+                Modality.GENETICS: "nt-demo",
             },
             preprocess=PreprocessConfig().to_dict(),
-            phase1={m: stage(1, mode="head") for m in ("smri", "fmri", "clinical", "genetics")},
-            phase2={
-                m: stage(12, lr=5e-4, batch_size=8, weight_decay=0.05)
-                for m in ("smri", "fmri", "clinical", "genetics")
-            },
+            phase1={m: stage(1, mode="head") for m in ALL_MODALITIES},
+            phase2={m: stage(12, lr=5e-4, batch_size=8, weight_decay=0.05) for m in ALL_MODALITIES},
             num_queries=8,
             qformer_width=64,
             lora=LoraSettings(r=8, alpha=16, dropout=0.0),
         )
+
+
+def _modality_keys(mapping: "Mapping[Modality, _V] | Mapping[str, _V]") -> dict[Modality, _V]:
+    """``mapping`` keyed by :class:`Modality` (names parsed; an unknown name raises ``ValueError``)."""
+    return {Modality.parse(k): v for k, v in mapping.items()}

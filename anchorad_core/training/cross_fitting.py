@@ -35,7 +35,7 @@ FROZEN_MODES = ("head",)
 
 def modalities_to_cross_fit(config: TrainConfig) -> tuple[Modality, ...]:
     """Modalities whose phase-1 training changes the backbone."""
-    return tuple(m for m in config.modalities if config.phase1[m.value].mode not in FROZEN_MODES)
+    return tuple(m for m in config.modalities if config.phase1[m].mode not in FROZEN_MODES)
 
 
 def cross_fit_cache(
@@ -61,7 +61,7 @@ def cross_fit_cache(
         for fold, (fit_idx, held_idx) in enumerate(grouped_kfold(have.labels, have.group_ids, k, config.seed)):
             progress.update(f"cross-fitting {modality.title}", fold, k)
             model = build_model(config.restricted((modality,)), labels, device=device)
-            train_phase1(model, modality, have.subset(fit_idx), val, config.phase1[modality.value],
+            train_phase1(model, modality, have.subset(fit_idx), val, config.phase1[modality],
                          config.seed + 500 + fold)
             held = FeatureCache.compute(model, have.subset(held_idx), modalities=(modality,),
                                          ram_budget_mb=cache.ram_budget_mb)

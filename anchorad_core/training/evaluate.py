@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..fusion.aggregation import RULES
+from ..model import AnchorADModel
 from ..io_utils import atomic_write_json, atomic_write_text, json_safe
 from ..modality import ALL_MODALITIES, Modality
 from ..progress import SILENT, Progress
@@ -64,12 +65,12 @@ def split_train_val(inputs: CohortInputs, val_fraction: float, seed: int) -> tup
 
 def unimodal_from_cache(result: TrainingResult, inputs: CohortInputs) -> dict[Modality, np.ndarray]:
     """Phase-1 probabilities per modality from the cached pooled features (NaN when missing)."""
-    model, cache = result.model, result.cache
+    model, cache = result.model, result.feature_cache()
     out = {}
     with torch.no_grad():
         for m in model.modalities:
             pooled, present = cache.pooled_batch(m, inputs.subject_ids)
-            probs = torch.softmax(model.heads[m.value](pooled.to(model.device)), -1).float().cpu().numpy()
+            probs = torch.softmax(model.head(m)(pooled.to(model.device)), -1).float().cpu().numpy()
             probs[~present.numpy()] = np.nan
             out[m] = probs
     return out
@@ -83,7 +84,7 @@ def late_fusion(unimodal: dict[Modality, np.ndarray]) -> np.ndarray:
     return fused
 
 
-def anchored_by_rule(model: Any, round_probs: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
+def anchored_by_rule(model: AnchorADModel, round_probs: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
     """``(n, K)`` aggregate of the rounds under every rule the model can apply, and its own rule.
 
     Keys: ``"<rule>"`` for each of :data:`RULES` (``stacking`` only with a fitted stacker) and
@@ -119,7 +120,7 @@ def evaluate_split(
     """
     result = train_anchorad(config, labels, train, val, progress, device, extra_cache_inputs=test,
                             features=phase1_features)
-    model, cache, seconds = result.model, result.cache, result.seconds
+    model, cache, seconds = result.model, result.feature_cache(), result.seconds
     rows: list[dict[str, Any]] = []
     predictions: dict[MethodKey, np.ndarray] = {}
 
@@ -303,8 +304,8 @@ def cross_validate(
                     evaluation.record(repeat, test_idx, predictions)
                     evaluation.curves.append({
                         "repeat": repeat, "fold": fold,
-                        "phase1": {m: h.to_dict() for m, h in result.phase1.items()},
-                        "phase2": {m: h.to_dict() for m, h in result.phase2.items()},
+                        "phase1": {m.value: h.to_dict() for m, h in result.phase1.items()},
+                        "phase2": {m.value: h.to_dict() for m, h in result.phase2.items()},
                     })
                 evaluation.profile.append({"task": task, "repeat": repeat, "fold": fold,
                                            **fold_profile(result.seconds, fold_wall["fold"])})
@@ -481,8 +482,8 @@ def write_results(evaluations: "Sequence[Evaluation] | list[dict[str, Any]]", ou
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "results.json", "csv": out_dir / "results.csv"}
-    if evaluations and isinstance(evaluations[0], Evaluation):
-        evals = list(evaluations)  # type: ignore[arg-type]
+    evals = [e for e in evaluations if isinstance(e, Evaluation)]
+    if evals:
         rows = [r for e in evals for r in e.rows]
         summary = [r for e in evals for r in pooled_summary(e)]
         tests = [t for e in evals for t in paired_tests(e)]
@@ -498,7 +499,7 @@ def write_results(evaluations: "Sequence[Evaluation] | list[dict[str, Any]]", ou
         if curves:
             paths["curves"] = plot_curves(curves, out_dir / "training_curves.png")
     else:
-        rows = list(evaluations)  # type: ignore[arg-type]
+        rows = [r for r in evaluations if isinstance(r, dict)]
         summary = summarise_rows(rows)
         payload = {"folds": rows, "summary": summary, **(extra or {})}
     atomic_write_json(paths["json"], payload)

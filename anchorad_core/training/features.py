@@ -15,6 +15,7 @@ import tempfile
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,10 @@ from .config import DEFAULT_CACHE_RAM_MB
 from .length_batching import batched_by_length
 from .inputs import CohortInputs
 from .token_store import TokenStore
+
+
+if TYPE_CHECKING:  # the model imports nothing from training; the annotation only
+    from ..model import AnchorADModel
 
 
 @dataclass
@@ -60,7 +65,7 @@ class FeatureCache:
     @torch.no_grad()
     def compute(
         cls,
-        model: "object",
+        model: "AnchorADModel",
         inputs: CohortInputs,
         modalities: "tuple[Modality, ...] | None" = None,
         batch_size: int = 8,
@@ -70,16 +75,16 @@ class FeatureCache:
     ) -> "FeatureCache":
         """Run every phase-1 backbone once over the subjects that have its modality."""
         cache = cls(ram_budget_mb=ram_budget_mb, token_dtype=token_dtype)
-        modalities = modalities or model.modalities  # type: ignore[attr-defined]
-        model.eval()  # type: ignore[attr-defined]
+        modalities = modalities or model.modalities
+        model.eval()
         total = sum(int(inputs.present(m).sum()) for m in modalities)
         done = 0
         for modality in modalities:
-            backbone = model.backbone(modality)  # type: ignore[attr-defined]
+            backbone = model.backbone(modality)
             cache.add_modality(modality, backbone.width, backbone.pooled_width)
             index = np.flatnonzero(inputs.present(modality))
             for chunk, batch in batched_by_length(backbone, inputs.samples[modality], index, batch_size):
-                out = model.encode(modality, batch)  # type: ignore[attr-defined]
+                out = model.encode(modality, batch)
                 for row, i in enumerate(chunk):
                     cache.put(modality, inputs.subject_ids[i], out.tokens[row][out.mask[row]], out.pooled[row])
                 done += len(chunk)

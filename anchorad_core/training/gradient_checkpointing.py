@@ -59,7 +59,7 @@ def enable_gradient_checkpointing(backbone: nn.Module) -> bool:
     if enable is not None:
         enable(activation_checkpointing_kwargs=kwargs)
     else:  # transformers before the rename
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        getattr(model, "gradient_checkpointing_enable")(gradient_checkpointing_kwargs=kwargs)
     return True
 
 

@@ -41,7 +41,7 @@ class CohortInputs:
         return list(self.groups) if self.groups is not None else list(self.subject_ids)
 
     @classmethod
-    def from_subjects(cls, subjects: Sequence[Any], labels: "Sequence[int] | None" = None,
+    def from_subjects(cls, subjects: Sequence[Any], labels: "Sequence[int] | np.ndarray | None" = None,
                       groups: "Sequence[str] | None" = None) -> "CohortInputs":
         """Gather ``subject.<modality>`` (``smri``, ``fmri``, ``clinical``, ``genetics``) of loaded subjects."""
         ids = [s.subject_id for s in subjects]

@@ -13,9 +13,12 @@ and get the same values as one sample at a time (to float rounding): :func:`batc
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..backbones.base import ModalityBackbone
 
 #: Samples per batch when a caller sets no other limit.
 DEFAULT_MAX_SAMPLES = 8
@@ -27,7 +30,7 @@ def token_count(batch: "dict[str, Any]") -> int:
     return int(mask.sum()) if mask is not None else 1
 
 
-def sample_lengths(backbone: Any, samples: Sequence[Any]) -> np.ndarray:
+def sample_lengths(backbone: "ModalityBackbone", samples: Sequence[Any]) -> np.ndarray:
     """``(n,)`` token count of each sample as ``backbone`` collates it alone (``1`` for fixed-size inputs)."""
     return np.array([token_count(backbone.collate([s])) for s in samples], dtype=np.int64)
 
@@ -75,7 +78,7 @@ def length_batches(
 
 
 def batched_by_length(
-    backbone: Any,
+    backbone: "ModalityBackbone",
     samples: Sequence[Any],
     index: "Sequence[int] | np.ndarray",
     max_samples: int = DEFAULT_MAX_SAMPLES,

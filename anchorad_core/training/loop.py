@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -14,6 +14,9 @@ from torch import nn
 from ..progress import SILENT, Progress
 from .config import StageSettings
 from .run_state import load_checkpoint, save_checkpoint
+
+if TYPE_CHECKING:  # accelerate ships no type information: the name documents what is passed
+    from accelerate import Accelerator
 
 
 @dataclass
@@ -50,7 +53,7 @@ def fit(
     train_mode: Callable[[], None] | None = None,
     eval_mode: Callable[[], None] | None = None,
     checkpoint: "Path | None" = None,
-    accelerator: Any = None,
+    accelerator: "Accelerator | None" = None,
     keep_initial: bool = False,
     lr_multipliers: "dict[int, float] | None" = None,
 ) -> TrainHistory:
@@ -181,7 +184,7 @@ def _snapshot(modules: Sequence[nn.Module]) -> list[dict[str, torch.Tensor]]:
 
 def _restore(modules: Sequence[nn.Module], states: list[dict[str, torch.Tensor]]) -> None:
     for module, state in zip(modules, states):
-        tensors = dict(module.named_parameters())
+        tensors: dict[str, torch.Tensor] = dict(module.named_parameters())
         tensors.update(dict(module.named_buffers()))
         with torch.no_grad():
             for name, value in state.items():

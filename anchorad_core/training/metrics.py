@@ -20,7 +20,7 @@ def binary_metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, f
     probabilities = np.asarray(probabilities, dtype=float)
     keep = ~np.isnan(probabilities).any(axis=1)
     y, p = y_true[keep], probabilities[keep, 1]
-    result = {"n": int(keep.sum())}
+    result: dict[str, float] = {"n": int(keep.sum())}
     if len(y) == 0:
         return {**result, **{m: math.nan for m in METRICS}}
     y_pred = (p >= 0.5).astype(int)

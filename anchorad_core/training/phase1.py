@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,8 +18,14 @@ from .linear_probe import fit_linear_probe
 from .loop import TrainHistory, fit
 
 
+if TYPE_CHECKING:  # the model imports nothing from training; the annotation only
+    from accelerate import Accelerator
+
+    from ..model import AnchorADModel
+
+
 def train_phase1(
-    model: "object",
+    model: "AnchorADModel",
     modality: Modality,
     train: CohortInputs,
     val: CohortInputs,
@@ -27,7 +33,7 @@ def train_phase1(
     seed: int,
     progress: Progress = SILENT,
     checkpoint: "Path | None" = None,
-    accelerator: Any = None,
+    accelerator: "Accelerator | None" = None,
     features: "FeatureCache | None" = None,
 ) -> TrainHistory:
     """Fine-tune ``modality``'s backbone and phase-1 head with cross-entropy.
@@ -47,9 +53,9 @@ def train_phase1(
     every fold of a cross-validation) feed the probe instead of running the backbone again.
     """
     train, val = train.with_modality(modality), val.with_modality(modality)
-    backbone = model.backbone(modality)  # type: ignore[attr-defined]
-    head = model.heads[modality.value]  # type: ignore[attr-defined]
-    device = model.device  # type: ignore[attr-defined]
+    backbone = model.backbone(modality)
+    head = model.head(modality)
+    device = model.device
     torch.manual_seed(seed)
 
     def samples(inputs: CohortInputs, index: list[int]) -> dict[str, torch.Tensor]:
@@ -77,6 +83,7 @@ def train_phase1(
             return history
 
     peft_model = None
+    encoder: torch.nn.Module
     if settings.mode in ("full", "lp-ft"):
         backbone.requires_grad_(True)
         encoder = backbone

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +18,12 @@ from .length_batching import DEFAULT_MAX_SAMPLES, batched_by_length
 from .loop import TrainHistory, fit
 
 
+if TYPE_CHECKING:  # the model imports nothing from training; the annotation only
+    from accelerate import Accelerator
+
+    from ..model import AnchorADModel
+
+
 #: Learning-rate factor of the zero-initialised injection gates: Adam moves a parameter by
 #: about ``lr`` per step, so at the rounds' 1e-3 a gate would stay below 0.1 for a demo-sized
 #: run and the Q-former (whose gradient is scaled by the gate) would barely train.
@@ -25,7 +31,7 @@ GATE_LR_FACTOR = 10.0
 
 
 def train_phase2(
-    model: "object",
+    model: "AnchorADModel",
     anchor: Modality,
     train: CohortInputs,
     val: CohortInputs,
@@ -35,7 +41,7 @@ def train_phase2(
     seed: int,
     progress: Progress = SILENT,
     checkpoint: "Path | None" = None,
-    accelerator: Any = None,
+    accelerator: "Accelerator | None" = None,
 ) -> TrainHistory:
     """Train the anchored round of ``anchor``: its Q-former, head and LoRA adapter.
 
@@ -45,16 +51,16 @@ def train_phase2(
     """
     train, val = train.with_modality(anchor), val.with_modality(anchor)
     torch.manual_seed(seed)
-    round_ = model.add_round(anchor, config.num_queries, config.lora, **config.round_options())  # type: ignore[attr-defined]
-    backbone = model.backbone(anchor)  # type: ignore[attr-defined]
-    device = model.device  # type: ignore[attr-defined]
+    round_ = model.add_round(anchor, config.num_queries, config.lora, **config.round_options())
+    backbone = model.backbone(anchor)
+    device = model.device
     y_train = torch.as_tensor(train.labels, device=device)
     y_val = torch.as_tensor(val.labels, device=device)
 
     def logits(inputs: CohortInputs, index: list[int]) -> torch.Tensor:
         ids = [inputs.subject_ids[i] for i in index]
         batch = backbone.collate([inputs.samples[anchor][i] for i in index])
-        return model.anchored(anchor, batch, cache.aux_for_anchor(anchor, ids)).logits  # type: ignore[attr-defined]
+        return model.anchored(anchor, batch, cache.aux_for_anchor(anchor, ids)).logits
 
     def step(index: list[int]) -> torch.Tensor:
         return F.cross_entropy(logits(train, index), y_train[index])
@@ -88,7 +94,7 @@ def train_phase2(
 
 
 def anchored_probabilities(
-    model: "object", inputs: CohortInputs, cache: FeatureCache, batch_size: int = DEFAULT_MAX_SAMPLES,
+    model: "AnchorADModel", inputs: CohortInputs, cache: FeatureCache, batch_size: int = DEFAULT_MAX_SAMPLES,
     max_tokens: "int | None" = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-round probabilities ``(R, n, K)`` and presence ``(R, n)`` over the model's anchors.
@@ -97,16 +103,16 @@ def anchored_probabilities(
     at most ``batch_size`` subjects and ``max_tokens`` padded anchor tokens), written back in
     the subjects' order.
     """
-    anchors = model.anchors()  # type: ignore[attr-defined]
-    probs = np.full((len(anchors), len(inputs), len(model.labels)), np.nan)  # type: ignore[attr-defined]
+    anchors = model.anchors()
+    probs = np.full((len(anchors), len(inputs), len(model.labels)), np.nan)
     present = np.zeros((len(anchors), len(inputs)), dtype=bool)
     with torch.no_grad():
         for r, anchor in enumerate(anchors):
-            backbone = model.backbone(anchor)  # type: ignore[attr-defined]
+            backbone = model.backbone(anchor)
             index = np.flatnonzero(inputs.present(anchor))
             present[r, index] = True
             for chunk, batch in batched_by_length(backbone, inputs.samples[anchor], index, batch_size, max_tokens):
                 ids = [inputs.subject_ids[i] for i in chunk]
-                out = model.anchored(anchor, batch, cache.aux_for_anchor(anchor, ids))  # type: ignore[attr-defined]
+                out = model.anchored(anchor, batch, cache.aux_for_anchor(anchor, ids))
                 probs[r, chunk] = torch.softmax(out.logits, -1).float().cpu().numpy()
     return probs, present

@@ -90,6 +90,7 @@ class TokenStore:
         return self._mapped()[start : start + n]
 
     def _mapped(self) -> np.memmap:
+        assert self._file is not None, "rows on disk imply a spill file"
         if self._map is None or self._map.shape[0] != self._file_rows:
             self._map = np.memmap(self._file, dtype=self.dtype, mode="r", shape=(self._file_rows, self.width))
         return self._map

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -11,10 +11,10 @@ import torch
 from ..backbones.registry import build_backbone
 from ..fusion.aggregation import fit_stacker, fit_temperature, select_rule, validation_round_weights
 from ..fusion.lora import base_state_dict
-from ..model import AnchorADModel
+from ..model import AnchorADModel, AnchorStacker
 from ..modality import Modality
 from ..progress import SILENT, Progress
-from .config import TrainConfig
+from .config import BackboneSpec, TrainConfig
 from .cross_fitting import cross_fit_cache, modalities_to_cross_fit
 from .features import FeatureCache
 from .gradient_checkpointing import enable_gradient_checkpointing
@@ -25,18 +25,27 @@ from .phase1 import train_phase1
 from .phase2 import anchored_probabilities, train_phase2
 from .profile import timed
 
+if TYPE_CHECKING:  # accelerate ships no type information: the name documents what is passed
+    from accelerate import Accelerator
+
 
 @dataclass
 class TrainingResult:
     """A trained model and how its training went."""
 
     model: AnchorADModel
-    phase1: dict[str, TrainHistory] = field(default_factory=dict)
-    phase2: dict[str, TrainHistory] = field(default_factory=dict)
+    phase1: dict[Modality, TrainHistory] = field(default_factory=dict)
+    phase2: dict[Modality, TrainHistory] = field(default_factory=dict)
     cache: FeatureCache | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     #: Modalities whose training-subject features were cross-fitted.
     cross_fitted: list[Modality] = field(default_factory=list)
+
+    def feature_cache(self) -> FeatureCache:
+        """The auxiliary-feature cache, which :func:`train_anchorad` computes after phase 1."""
+        if self.cache is None:
+            raise RuntimeError("this training result has no feature cache yet (phase 1 only)")
+        return self.cache
 
 
 def seed_everything(seed: int) -> None:
@@ -63,7 +72,7 @@ def build_model(
     torch.manual_seed(config.seed)
     backbones = {}
     for modality in config.modalities:
-        backbones[modality] = build_backbone(config.backbones[modality.value], base_dir=base_dir,
+        backbones[modality] = build_backbone(config.backbones[modality], base_dir=base_dir,
                                              load_weights=load_weights)
         if config.gradient_checkpointing:
             enable_gradient_checkpointing(backbones[modality])
@@ -75,7 +84,7 @@ def phase1_state(model: AnchorADModel) -> dict[str, dict[str, torch.Tensor]]:
     state = {}
     for m in model.modalities:
         state[f"backbone.{m.value}"] = {k: v.detach().clone() for k, v in base_state_dict(model.backbone(m)).items()}
-        state[f"head.{m.value}"] = {k: v.detach().clone() for k, v in model.heads[m.value].state_dict().items()}
+        state[f"head.{m.value}"] = {k: v.detach().clone() for k, v in model.head(m).state_dict().items()}
     return state
 
 
@@ -83,7 +92,7 @@ def load_phase1_state(model: AnchorADModel, state: dict[str, dict[str, torch.Ten
     """Inverse of :func:`phase1_state` on a freshly built model."""
     for m in model.modalities:
         model.backbone(m).load_state_dict(state[f"backbone.{m.value}"])
-        model.heads[m.value].load_state_dict(state[f"head.{m.value}"])
+        model.head(m).load_state_dict(state[f"head.{m.value}"])
     model.requires_grad_(False)
     model.eval()
 
@@ -96,7 +105,7 @@ def run_phase1(
     progress: Progress = SILENT,
     device: "torch.device | str" = "cpu",
     run: "RunState | None" = None,
-    accelerator: Any = None,
+    accelerator: "Accelerator | None" = None,
     features: "FeatureCache | None" = None,
 ) -> TrainingResult:
     """Build the model and fine-tune every modality alone.
@@ -117,23 +126,23 @@ def run_phase1(
             if run is not None and run.is_done(stage):
                 saved = run.stage_result(stage)
                 model.backbone(modality).load_state_dict(saved["backbone"])
-                model.heads[modality.value].load_state_dict(saved["head"])
+                model.head(modality).load_state_dict(saved["head"])
                 model.backbone(modality).requires_grad_(False)
-                result.phase1[modality.value] = TrainHistory(**saved["history"])
+                result.phase1[modality] = TrainHistory(**saved["history"])
             else:
-                result.phase1[modality.value] = train_phase1(
-                    model, modality, train, val, config.phase1[modality.value], config.seed + i, progress,
+                result.phase1[modality] = train_phase1(
+                    model, modality, train, val, config.phase1[modality], config.seed + i, progress,
                     checkpoint=run.epoch_file(stage) if run is not None else None, accelerator=accelerator,
                     features=features if features is not None and modality in features.pooled else None,
                 )
                 if run is not None:
                     run.finish_stage(stage, {
                         "backbone": base_state_dict(model.backbone(modality)),
-                        "head": model.heads[modality.value].state_dict(),
-                        "history": result.phase1[modality.value].to_dict(),
+                        "head": model.head(modality).state_dict(),
+                        "history": result.phase1[modality].to_dict(),
                     })
-        if config.phase1[modality.value].mode == "head" and _loads_pretrained(config.backbones[modality.value]):
-            model.pretrained_frozen.add(modality.value)
+        if config.phase1[modality].mode == "head" and _loads_pretrained(config.backbones[modality]):
+            model.pretrained_frozen.add(modality)
     return result
 
 
@@ -145,11 +154,11 @@ def run_phase2(
     cache: FeatureCache,
     progress: Progress = SILENT,
     run: "RunState | None" = None,
-    accelerator: Any = None,
+    accelerator: "Accelerator | None" = None,
 ) -> TrainingResult:
     """Train one anchored round per modality on the cached auxiliary features."""
     model = result.model
-    val_losses = {}
+    val_losses: dict[Modality, float] = {}
     for i, anchor in enumerate(model.modalities):
         stage = f"phase2.{anchor.value}"
         with timed(result.seconds, stage):
@@ -164,23 +173,23 @@ def run_phase2(
                 history = TrainHistory(**saved["history"])
             else:
                 history = train_phase2(
-                    model, anchor, train, val, cache, config.phase2[anchor.value], config, config.seed + 100 + i,
+                    model, anchor, train, val, cache, config.phase2[anchor], config, config.seed + 100 + i,
                     progress, checkpoint=run.epoch_file(stage) if run is not None else None,
                     accelerator=accelerator,
                 )
                 if run is not None:
                     backbone = model.backbone(anchor)
                     run.finish_stage(stage, {
-                        "round": model.rounds[anchor.value].state_dict(),
+                        "round": model.anchored_round(anchor).state_dict(),
                         "adapter": {n: p.detach().clone() for n, p in backbone.named_parameters() if p.requires_grad},
                         "history": history.to_dict(),
                     })
-        result.phase2[anchor.value] = history
+        result.phase2[anchor] = history
         # no finite validation loss (an empty split): NaN, which validation_round_weights turns into equal weights
-        val_losses[anchor.value] = history.best_val_loss if np.isfinite(history.best_val_loss) else float("nan")
+        val_losses[anchor] = history.best_val_loss if np.isfinite(history.best_val_loss) else float("nan")
     with timed(result.seconds, "phase2.aggregation"):
-        weights = validation_round_weights([val_losses[m.value] for m in model.anchors()])
-        model.round_weights = {m.value: w for m, w in zip(model.anchors(), weights)}
+        weights = validation_round_weights([val_losses[m] for m in model.anchors()])
+        model.round_weights = dict(zip(model.anchors(), weights))
         fit_aggregation(model, config.aggregation, val, cache)
     model.requires_grad_(False)
     model.eval()
@@ -204,10 +213,10 @@ def fit_aggregation(model: AnchorADModel, rule: str, val: CohortInputs, cache: F
         return
     probs, present = anchored_probabilities(model, val, cache)
     for r, anchor in enumerate(anchors):
-        model.round_temperatures[anchor.value] = fit_temperature(probs[r][present[r]], val.labels[present[r]])
+        model.round_temperatures[anchor] = fit_temperature(probs[r][present[r]], val.labels[present[r]])
     stacker = fit_stacker(np.nan_to_num(probs, nan=0.5), present, val.labels)
     if stacker is not None:
-        model.stacker = {"weights": {a.value: w for a, w in zip(anchors, stacker["weights"])}, "bias": stacker["bias"]}
+        model.stacker = AnchorStacker(dict(zip(anchors, stacker["weights"])), stacker["bias"])
     params = model.aggregation_parameters()
     best, scores = select_rule(probs, present, val.labels, params["round_weights"], params["temperatures"],
                                params["stacker"], groups=val.group_ids)
@@ -231,7 +240,7 @@ def train_anchorad(
     device: "torch.device | str" = "cpu",
     extra_cache_inputs: "CohortInputs | None" = None,
     run: "RunState | None" = None,
-    accelerator: Any = None,
+    accelerator: "Accelerator | None" = None,
     features: "FeatureCache | None" = None,
 ) -> TrainingResult:
     """Phase 1, the auxiliary-feature cache, then phase 2.
@@ -296,7 +305,7 @@ def _check_covers(features: FeatureCache, inputs: CohortInputs, modalities: Sequ
                              f"(e.g. {missing[0]})")
 
 
-def _loads_pretrained(spec: Any) -> bool:
+def _loads_pretrained(spec: BackboneSpec) -> bool:
     """Whether a backbone spec names pretrained weights (a model folder or a checkpoint)."""
     from ..backbones.registry import resolve_config
 

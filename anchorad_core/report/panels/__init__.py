@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from ..anatomy import Anatomy
 from ..layout import PanelPlan
+from ...modality import Modality
 from ..text import TITLES
 from .bases import bases_panel
 from .cross import cross_panel
@@ -32,20 +33,22 @@ UNIFORMITY_LINE_DROP = 0.002  # under the box's top edge
 def draw_panel(fig: "Figure", plan: PanelPlan, round_: "RoundExplanation", anatomy: Anatomy,
                missing: Sequence[str]) -> None:
     """Draw one planned panel: its title, an attention block's uniformity line, the map (and query heatmap)."""
-    if plan.source == "ig":
+    from ...explain.attention import BlockAttention, relative_map
+
+    if not isinstance(plan.item, BlockAttention):  # an Integrated Gradients map
         _title(fig, plan, _attribution_title(plan.block, round_))
         _draw_map(fig, plan.item, plan, anatomy, near_uniform=False, verdict="")
         return
-    from ...explain.attention import relative_map
-
-    block: BlockAttention = plan.item
+    block = plan.item
     _uniformity_line(fig, plan, block)
     _title(fig, plan, _attention_title(plan.block, block))
     if plan.block == "cross":
         cross_panel(fig, block, plan.body, missing)
         return
     verdict = block.uniformity.verdict() if block.uniformity is not None else ""
-    _draw_map(fig, relative_map(block), plan, anatomy, block.near_uniform, verdict)  # weight / uniform
+    relative = relative_map(block)
+    if relative is not None:
+        _draw_map(fig, relative, plan, anatomy, block.near_uniform, verdict)  # weight / uniform
     if plan.side is not None:
         query_heatmap(fig, block, plan.side)
 
@@ -66,7 +69,8 @@ def _uniformity_line(fig: "Figure", plan: PanelPlan, block: "BlockAttention") ->
 
 
 def _attribution_title(block_name: str, round_: "RoundExplanation") -> str:
-    total = round_.attribution.totals.get(block_name, 0.0)
+    totals = round_.attribution.totals if round_.attribution is not None else {}
+    total = totals.get(Modality.parse(block_name), 0.0)
     role = " (anchor)" if block_name == round_.anchor else " (auxiliary, via the Q-former)"
     return f"Integrated Gradients · {TITLES[block_name]} input{role} · sum {total:+.3g}"
 
@@ -81,12 +85,14 @@ def _attention_title(block_name: str, block: "BlockAttention") -> str:
 def _draw_map(fig: "Figure", mp: "ModalityMap", plan: PanelPlan, anatomy: Anatomy, near_uniform: bool,
               verdict: str) -> None:
     """The panel kind of ``mp``: attributions are signed (diverging colours), attention is weight / uniform."""
+    from ...explain.maps import RoiMap, VolumeMap, WordMap
+
     diverging = plan.source == "ig"
-    if mp.kind == "volume":
+    if isinstance(mp, VolumeMap):
         volume_panel(fig, mp, plan.main, diverging, anatomy)
-    elif mp.kind == "roi":
+    elif isinstance(mp, RoiMap):
         roi_panel(fig, mp, plan.main, diverging, anatomy, near_uniform, verdict)
-    elif mp.kind == "words":
+    elif isinstance(mp, WordMap):
         words_panel(fig, mp, plan.main, diverging, near_uniform)
     else:
         bases_panel(fig, mp, plan.main, diverging, near_uniform, verdict)

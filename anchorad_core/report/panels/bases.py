@@ -31,7 +31,7 @@ def bases_panel(fig: "Figure", mp: "BaseMap", box: Box, diverging: bool, near_un
     ``verdict``: the uniformity verdict, said instead of the 6-mers when ``near_uniform``.
     """
     x0, y0, w, h = box
-    ax = fig.add_axes([x0 + AXES_LEFT, y0 + AXES_BOTTOM, w - AXES_RIGHT_TRIM, h - AXES_TRIM])
+    ax = fig.add_axes((x0 + AXES_LEFT, y0 + AXES_BOTTOM, w - AXES_RIGHT_TRIM, h - AXES_TRIM))
     for i, track in enumerate(mp.tracks):
         ax.plot(np.arange(len(track)), track, lw=0.8, color=TRACK_COLOURS[i % len(TRACK_COLOURS)],
                 label=f"sequence {i + 1}")

@@ -27,7 +27,7 @@ def cross_panel(fig: "Figure", block: "BlockAttention", box: Box, missing: Seque
 
     x0, y0, w, h = box
     names = list(block.shares)
-    ax = fig.add_axes([x0 + BARS_LEFT, y0 + AXES_BOTTOM, w * BARS_WIDTH_SHARE, h - AXES_TRIM])
+    ax = fig.add_axes((x0 + BARS_LEFT, y0 + AXES_BOTTOM, w * BARS_WIDTH_SHARE, h - AXES_TRIM))
     vals = [block.shares[n] for n in names]
     labels = [TITLES[n] + ("\n(missing)" if n in missing else "") for n in names]
     ax.bar(np.arange(len(names)), vals, color="#4c72b0")
@@ -38,7 +38,7 @@ def cross_panel(fig: "Figure", block: "BlockAttention", box: Box, missing: Seque
         ax.text(i, v + 0.02, f"{v:.2f}", ha="center", fontsize=7)
     ax.set_title("share per auxiliary block (sum over its queries)", fontsize=8)
     if block.query_shares is not None:
-        ax2 = fig.add_axes([x0 + w * QUERIES_X_SHARE, y0 + AXES_BOTTOM, w * QUERIES_WIDTH_SHARE, h - AXES_TRIM])
+        ax2 = fig.add_axes((x0 + w * QUERIES_X_SHARE, y0 + AXES_BOTTOM, w * QUERIES_WIDTH_SHARE, h - AXES_TRIM))
         im = ax2.imshow(block.query_shares, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
         ax2.set_xticks(np.arange(len(names)), [TITLES[n] for n in names], fontsize=7)
         ax2.set_ylabel("cross-modal query")

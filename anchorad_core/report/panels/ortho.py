@@ -34,13 +34,16 @@ def ras_zooms(affine: np.ndarray, ornt: np.ndarray) -> np.ndarray:
     return out
 
 
-def draw_ortho_slices(fig: "Figure", background: np.ndarray, overlay: np.ndarray | None, zooms: Sequence[float],
-                      cut: Sequence[int], box: Box, diverging: bool, caption: str) -> None:
+def draw_ortho_slices(fig: "Figure", background: np.ndarray, overlay: np.ndarray | None,
+                      zooms: "np.ndarray | Sequence[float]", cut: "np.ndarray | Sequence[int]", box: Box,
+                      diverging: bool, caption: str) -> None:
     """Slices of ``background`` (RAS) through ``cut`` with ``overlay`` over them, a colour bar and a caption.
 
     ``diverging``: a signed map (blue-red, small values transparent); else attention as
     weight / uniform (at or below 1 transparent).
     """
+    from matplotlib.ticker import ScalarFormatter
+
     x0, y0, w, h = box
     vmax = float(np.max(np.abs(overlay))) if overlay is not None and np.any(overlay) else 1.0
     vmin = 0.0
@@ -56,7 +59,7 @@ def draw_ortho_slices(fig: "Figure", background: np.ndarray, overlay: np.ndarray
     pw = (w - COLORBAR_SPACE) / 3
     im = None
     for i, (vname, axis) in enumerate(VIEWS):
-        ax = fig.add_axes([x0 + i * pw, y0 + CAPTION_SPACE, pw - SLICE_GAP, h - CAPTION_SPACE - SLICE_TITLE_SPACE])
+        ax = fig.add_axes((x0 + i * pw, y0 + CAPTION_SPACE, pw - SLICE_GAP, h - CAPTION_SPACE - SLICE_TITLE_SPACE))
         sl_bg = np.take(background, cut[axis], axis=axis)
         other = [a for a in range(3) if a != axis]
         aspect = zooms[other[1]] / zooms[other[0]]
@@ -71,10 +74,11 @@ def draw_ortho_slices(fig: "Figure", background: np.ndarray, overlay: np.ndarray
         ax.set_yticks([])
         ax.text(0.97, 0.03, "A" if axis == 0 else "R", transform=ax.transAxes, color="w", fontsize=7, ha="right")
     if im is not None:
-        cax = fig.add_axes([x0 + 3 * pw + COLORBAR_OFFSET, y0 + COLORBAR_BOTTOM, COLORBAR_WIDTH, h - COLORBAR_TRIM])
+        cax = fig.add_axes((x0 + 3 * pw + COLORBAR_OFFSET, y0 + COLORBAR_BOTTOM, COLORBAR_WIDTH, h - COLORBAR_TRIM))
         cb = fig.colorbar(im, cax=cax)
         cb.ax.tick_params(labelsize=6.5)
-        cb.formatter.set_powerlimits((-2, 3))
+        if isinstance(cb.formatter, ScalarFormatter):  # the default
+            cb.formatter.set_powerlimits((-2, 3))
         cb.update_ticks()
     chars = max(30, int((w + 0.02) * PAGE_SIZE[0] * 72 / (0.52 * CAPTION_FONT_PT)))
     text = caption + (f"; {rule}" if overlay is not None else "")

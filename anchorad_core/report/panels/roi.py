@@ -56,7 +56,7 @@ def roi_panel(fig: "Figure", mp: "RoiMap", box: Box, diverging: bool, anatomy: A
                  fontsize=8.5, color="#9a6700", va="center")
         return
     top = mp.top(TOP_ROIS)
-    ax = fig.add_axes([x0 + BARS_X_SHARE * w, y0 + BARS_BOTTOM, BARS_WIDTH_SHARE * w, h - brain_h - BARS_TRIM])
+    ax = fig.add_axes((x0 + BARS_X_SHARE * w, y0 + BARS_BOTTOM, BARS_WIDTH_SHARE * w, h - brain_h - BARS_TRIM))
     names = [f"{row.network} · {roi_short(row.name)}" for row in top.itertuples()]
     vals = top["value"].to_numpy()
     colours = ["#c44e52" if v >= 0 else "#4c72b0" for v in vals]

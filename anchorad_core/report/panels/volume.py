@@ -43,4 +43,4 @@ def _peak_inside_head(t1: np.ndarray, values: np.ndarray) -> tuple[int, ...]:
     b = BORDER_VOXELS
     inside[:b], inside[-b:], inside[:, :b], inside[:, -b:], inside[:, :, :b], inside[:, :, -b:] = (False,) * 6
     score = np.where(inside, np.abs(values), -1.0)
-    return np.unravel_index(int(np.argmax(score)), values.shape)
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(score)), values.shape))

@@ -34,7 +34,7 @@ def words_panel(fig: "Figure", mp: "WordMap", box: Box, diverging: bool, near_un
 
     x0, y0, w, h = box
     text_h = h - TEXT_TRIM
-    ax = fig.add_axes([x0, y0 + TEXT_BOTTOM, w, text_h])
+    ax = fig.add_axes((x0, y0 + TEXT_BOTTOM, w, text_h))
     ax.axis("off")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
@@ -62,7 +62,7 @@ def words_panel(fig: "Figure", mp: "WordMap", box: Box, diverging: bool, near_un
                 color="white" if abs(norm(word.score) - (0.5 if diverging else 0.0)) > 0.35 else "black")
         x += width
     sm = mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
-    cax = fig.add_axes([x0 + w * COLORBAR_X_SHARE, y0 + COLORBAR_Y, w * COLORBAR_WIDTH_SHARE, COLORBAR_HEIGHT])
+    cax = fig.add_axes((x0 + w * COLORBAR_X_SHARE, y0 + COLORBAR_Y, w * COLORBAR_WIDTH_SHARE, COLORBAR_HEIGHT))
     cb = fig.colorbar(sm, cax=cax, orientation="horizontal")
     cb.ax.tick_params(labelsize=6.5)
     label = (f"word score (special tokens: {mp.special:+.2g})" if diverging else
