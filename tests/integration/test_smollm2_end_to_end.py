@@ -25,9 +25,9 @@ SMOLLM2_PARAMETERS = 134_515_008
 
 
 def _config():
-    from explain_fixtures import _tiny_config
+    from tiny_setup import tiny_config
 
-    config = _tiny_config().restricted((Modality.FMRI, Modality.CLINICAL))
+    config = tiny_config().restricted((Modality.FMRI, Modality.CLINICAL))
     config.backbones["clinical"] = {"preset": "smollm2-135m", "max_length": 64}
     return config
 

@@ -12,7 +12,7 @@ import pytest
 from anchorad_core.explain import explain_subject
 pytestmark = pytest.mark.slow  # trains a tiny bundle once per session (~2-4 min on 2 CPU cores)
 
-from explain_fixtures import N_STEPS, complete_subject_dir, explain_bundle, explain_pipeline, explained  # noqa: F401
+from tiny_setup import N_STEPS
 
 def _independent_f(model, anchor, batches, target, baseline):
     """The round's p(target) by one plain forward of the model (no Captum, no recording): at the
@@ -65,14 +65,14 @@ def _independent_f(model, anchor, batches, target, baseline):
     return float(torch.softmax(logits.float(), dim=-1)[0, target])
 
 
-def test_ig_sum_matches_two_independent_forward_passes(explained, explain_pipeline):
+def test_ig_sum_matches_two_independent_forward_passes(explained, tiny_pipeline):
     """Completeness checked against f(x) - f(x') computed without Captum: the diagnosis's own
     round probability and a plain forward at the path start. A wrong baseline, a layer the path
     misses, LoRA left on in an auxiliary pass or too few steps make the IG sum miss it."""
     from anchorad_core.explain.attributions import DELTA_FLOOR, DELTA_TOLERANCE
 
     _, diagnosis, explanation, seconds = explained
-    model = explain_pipeline.model
+    model = tiny_pipeline.model
     target = explanation.labels.index(explanation.target)
     print(f"explanation of one subject ({len(explanation.rounds)} rounds, from {N_STEPS} steps): {seconds:.1f} s")
     assert len(explanation.rounds) == 4
@@ -105,14 +105,14 @@ def test_default_ig_meets_the_bound_by_doubling_the_steps(explained):
         assert "within the 5% bound" in a.convergence_text()
 
 
-def test_ig_at_the_cap_warns_with_the_figure(explained, explain_pipeline):
+def test_ig_at_the_cap_warns_with_the_figure(explained, tiny_pipeline):
     from anchorad_core.explain.attributions import round_attributions
 
     subject, diagnosis, explanation, _ = explained
     labels = list(diagnosis.labels)
     warned = []
     for rr in diagnosis.rounds:
-        a = round_attributions(explain_pipeline.model, rr.anchor, subject, diagnosis.features,
+        a = round_attributions(tiny_pipeline.model, rr.anchor, subject, diagnosis.features,
                                target=labels.index(explanation.target), labels=labels, n_steps=2, max_steps=2)
         assert a.steps_tried == [(2, pytest.approx(a.delta))] and a.n_steps == 2
         assert a.converged == (abs(a.delta) <= a.bound)
@@ -142,10 +142,10 @@ def test_smri_ig_is_summed_per_parcel_inside_the_brain(explained):
         assert mp.outside_share == pytest.approx(dropped, abs=1e-4)
 
 
-def test_missing_modality_has_no_round_and_no_map(explain_bundle, explain_pipeline):
-    folder = complete_subject_dir(explain_bundle[1])
-    subject = explain_pipeline.load_subject(folder, overrides={"genetics": None})
-    diagnosis, explanation = explain_subject(explain_pipeline, subject, n_steps=4, auxiliary_attributions=True,
+def test_missing_modality_has_no_round_and_no_map(tiny_subject, tiny_pipeline):
+    folder = tiny_subject
+    subject = tiny_pipeline.load_subject(folder, overrides={"genetics": None})
+    diagnosis, explanation = explain_subject(tiny_pipeline, subject, n_steps=4, auxiliary_attributions=True,
                                              adaptive=False)
     assert explanation.modalities_missing == ["genetics"]
     assert [r.anchor for r in explanation.rounds] == ["smri", "fmri", "clinical"]
@@ -195,13 +195,13 @@ def test_save_writes_maps_on_the_t1_grid(explained, tmp_path):
     assert (tmp_path / "out" / "round-smri" / "ig-smri_parcels_rois.tsv").is_file()
 
 
-def test_progress_and_cancel_between_rounds(explain_bundle, explain_pipeline):
+def test_progress_and_cancel_between_rounds(tiny_subject, tiny_pipeline):
     from anchorad_core.errors import CancelledError
     from anchorad_core.progress import Progress
 
-    subject = explain_pipeline.load_subject(complete_subject_dir(explain_bundle[1]))
+    subject = tiny_pipeline.load_subject(tiny_subject)
     seen = []
     progress = Progress(lambda stage, done, total: seen.append((stage, done, total)), lambda: len(seen) >= 2)
     with pytest.raises(CancelledError):
-        explain_subject(explain_pipeline, subject, attributions=False, progress=progress)
+        explain_subject(tiny_pipeline, subject, attributions=False, progress=progress)
     assert seen[0][0] == "explanation"

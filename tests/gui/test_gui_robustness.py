@@ -1,7 +1,7 @@
 """napari plugin, robustness: every job's failure reaches the user, one subject per viewer, stale results.
 
-They run on the tiny bundle of ``gui_fixtures`` (trained once per version of the core, then
-cached) and copies of its complete demo subject: a diagnosis takes a second or two on a CPU.
+They run on the shared tiny bundle (``tiny_bundle`` in ``tests/conftest.py``, trained once per
+version of the core, then cached) and copies of its complete demo subject: a diagnosis takes a second or two on a CPU.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from gui_fixtures import anchorad_plugin, gui_bundle, gui_subject, gui_trained, gui_viewer, wait_idle  # noqa: E402,F401
+from gui_helpers import wait_idle  # noqa: E402
+from pdf_pages import check_report, needs_poppler  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -28,8 +29,8 @@ def _messages():
 
 
 @pytest.fixture(scope="session")
-def demo_bundle(gui_bundle) -> Path:
-    return gui_bundle
+def demo_bundle(tiny_bundle) -> Path:
+    return tiny_bundle
 
 
 def _copy_subject(src: Path, dest: Path, sid: str) -> Path:
@@ -44,9 +45,9 @@ def _copy_subject(src: Path, dest: Path, sid: str) -> Path:
 
 
 @pytest.fixture
-def subjects(gui_subject, tmp_path) -> tuple[Path, Path]:
+def subjects(tiny_subject, tmp_path) -> tuple[Path, Path]:
     """Two subjects, A and B (copies of the complete demo subject)."""
-    return _copy_subject(gui_subject, tmp_path, "sub-101"), _copy_subject(gui_subject, tmp_path, "sub-102")
+    return _copy_subject(tiny_subject, tmp_path, "sub-101"), _copy_subject(tiny_subject, tmp_path, "sub-102")
 
 
 def _open(qtbot, widgets, folder):
@@ -80,7 +81,8 @@ LONG_REASON = ("mat1 and mat2 must have the same dtype, but got Float and BFloat
                "(injected at this stage by the test; the rest of this sentence must not be cut off)")
 
 
-@pytest.mark.parametrize("stage", ["diagnose", "attention", "attribution", "report"])
+@pytest.mark.parametrize("stage", ["diagnose", "attention", "attribution",
+                                   pytest.param("report", marks=needs_poppler)])  # the retried report is read back
 def test_a_failing_job_is_reported_and_the_panel_recovers(stage, gui_viewer, subjects, demo_bundle, qtbot,
                                                           monkeypatch, caplog, tmp_path):
     import anchorad_core.explain.attributions as attributions
@@ -166,6 +168,7 @@ def test_a_failing_job_is_reported_and_the_panel_recovers(stage, gui_viewer, sub
         assert report.export(tmp_path / "r.pdf") is not None
         qtbot.waitUntil(lambda: report.worker is None, timeout=T)
         assert (tmp_path / "r.pdf").read_bytes()[:5] == b"%PDF-"
+        check_report(tmp_path / "r.pdf", subjects[0].name, 2 + len(session.explanation.rounds))
     wait_idle(qtbot, session, T)
 
 

@@ -7,15 +7,8 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from gui_fixtures import (  # noqa: E402,F401
-    anchorad_plugin,
-    gui_bundle,
-    gui_subject,
-    gui_trained,
-    gui_viewer,
-    open_and_wait,
-    wait_idle,
-)
+from gui_helpers import open_and_wait, wait_idle  # noqa: E402
+from pdf_pages import check_report, needs_poppler  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -28,10 +21,10 @@ def _messages():
     return [str(r.message) for r in notification_manager.records]
 
 
-def test_subject_panel_shows_modalities_and_validates_genetics(gui_viewer, gui_subject, qtbot):
+def test_subject_panel_shows_modalities_and_validates_genetics(gui_viewer, tiny_subject, qtbot):
     viewer, widgets = gui_viewer
     panel = widgets["Subject"]
-    open_and_wait(qtbot, viewer, gui_subject)
+    open_and_wait(qtbot, viewer, tiny_subject)
     text = panel.modalities_label.text()
     for name in ("sMRI", "fMRI", "Clinical text", "Genetics"):
         assert name in text
@@ -68,11 +61,11 @@ def test_bad_folder_gives_a_notification_not_an_exception(gui_viewer, tmp_path, 
     assert len(viewer.layers) == 0
 
 
-def test_cancel_stops_a_run(gui_viewer, gui_subject, gui_bundle, qtbot):
+def test_cancel_stops_a_run(gui_viewer, tiny_subject, tiny_bundle, qtbot):
     viewer, widgets = gui_viewer
     panel = widgets["Diagnose"]
-    open_and_wait(qtbot, viewer, gui_subject)
-    panel.set_bundle(gui_bundle)
+    open_and_wait(qtbot, viewer, tiny_subject)
+    panel.set_bundle(tiny_bundle)
     panel.device_combo.setCurrentText("cpu")
     worker = panel.run()
     assert worker is not None
@@ -89,15 +82,17 @@ def test_cancel_stops_a_run(gui_viewer, gui_subject, gui_bundle, qtbot):
     assert 2 <= len(steps) <= 4 and steps[-1].done < steps[-1].total - 1
 
 
-def test_diagnose_inspect_report_workflow(gui_viewer, gui_subject, gui_bundle, qtbot, tmp_path):
+@needs_poppler  # the exported report is read back page by page
+def test_diagnose_inspect_report_workflow(gui_viewer, tiny_subject, tiny_bundle, qtbot, tmp_path):
     from anchorad_gui._map_layers import FMRI_ROLE, SMRI_ROLE
     from anchorad_gui._pipelines import PIPELINES
+    from anchorad_core.report.text import TITLES
 
     viewer, widgets = gui_viewer
     diagnose, inspect, report = widgets["Diagnose"], widgets["Inspect"], widgets["Report"]
     session = diagnose.session
-    open_and_wait(qtbot, viewer, gui_subject)
-    diagnose.set_bundle(gui_bundle)
+    open_and_wait(qtbot, viewer, tiny_subject)
+    diagnose.set_bundle(tiny_bundle)
     diagnose.device_combo.setCurrentText("cpu")
 
     # --- a full diagnosis fills the table: one row per anchor round + the aggregate
@@ -118,7 +113,7 @@ def test_diagnose_inspect_report_workflow(gui_viewer, gui_subject, gui_bundle, q
     # --- Inspect: attention overlays on the T1 grid, updated in place
     wait_idle(qtbot, session)
     qtbot.waitUntil(lambda: inspect.explanations is not None, timeout=LONG)
-    t1 = viewer.layers[f"{gui_subject.name} T1"]
+    t1 = viewer.layers[f"{tiny_subject.name} T1"]
     inspect.select("fmri", "attention", "smri")
     overlay = session.overlay(SMRI_ROLE)
     assert overlay.name == "AnchorAD sMRI map: fMRI round, Q-former attention (sMRI queries)"
@@ -184,6 +179,11 @@ def test_diagnose_inspect_report_workflow(gui_viewer, gui_subject, gui_bundle, q
     qtbot.waitUntil(lambda: report.worker is None, timeout=LONG)
     assert out.is_file() and out.read_bytes()[:5] == b"%PDF-", _messages()[-3:]
     assert report.last_path == out
+    # a real report of this subject: a summary, a page per anchor round, every page drawn and footed
+    pages = check_report(out, tiny_subject.name, 2 + len(session.explanation.rounds))
+    text = " ".join(" ".join(pages).split())
+    for anchor in ("smri", "fmri", "clinical", "genetics"):
+        assert f"Anchor round: {TITLES[anchor]}" in text, anchor
 
     # --- the next run reuses the loaded pipeline; an emptied genetics box = missing modality
     widgets["Subject"].genetics_edit.setPlainText("")

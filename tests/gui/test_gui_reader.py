@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from gui_fixtures import anchorad_plugin, gui_bundle, gui_subject, gui_trained, open_and_wait  # noqa: E402,F401
+from gui_helpers import open_and_wait  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -35,16 +35,16 @@ def test_reader_refuses_other_paths(tmp_path):
     assert napari_get_reader(str(tmp_path / "x.png")) is None
 
 
-def test_reader_opens_a_subject_folder_with_world_scales(make_napari_viewer, anchorad_plugin, gui_subject):
+def test_reader_opens_a_subject_folder_with_world_scales(make_napari_viewer, anchorad_plugin, tiny_subject):
     import nibabel as nib
 
     viewer = make_napari_viewer()
-    viewer.open(str(gui_subject), plugin="anchorad")
-    sid = gui_subject.name
+    viewer.open(str(tiny_subject), plugin="anchorad")
+    sid = tiny_subject.name
     assert [layer.name for layer in viewer.layers] == [f"{sid} T1", f"{sid} fMRI"]
     t1, fmri = viewer.layers[f"{sid} T1"], viewer.layers[f"{sid} fMRI"]
 
-    img = nib.as_closest_canonical(nib.load(str(next((gui_subject / "anat").glob("*_T1w.nii*")))))
+    img = nib.as_closest_canonical(nib.load(str(next((tiny_subject / "anat").glob("*_T1w.nii*")))))
     ras = np.asarray(img.dataobj, dtype=np.float32)
     # RAS+ reoriented, shown as (z, y, x) in millimetres
     assert t1.data.shape == ras.shape[::-1]
@@ -66,11 +66,11 @@ def test_reader_opens_a_subject_folder_with_world_scales(make_napari_viewer, anc
     assert frame.shape == t1.data.shape and np.count_nonzero(frame) > 1000
 
 
-def test_sample_data_loads(make_napari_viewer, anchorad_plugin, gui_subject, monkeypatch):
+def test_sample_data_loads(make_napari_viewer, anchorad_plugin, tiny_subject, monkeypatch):
     from anchorad_gui import _demo
 
     if _demo.shipped_demo_subject() is None:  # before the demo subject is shipped
-        monkeypatch.setattr(_demo, "shipped_demo_subject", lambda: gui_subject)
+        monkeypatch.setattr(_demo, "shipped_demo_subject", lambda: tiny_subject)
     viewer = make_napari_viewer()
     viewer.open_sample("anchorad", "demo_subject")
     roles = [layer.metadata["anchorad"]["role"] for layer in viewer.layers]
@@ -78,12 +78,12 @@ def test_sample_data_loads(make_napari_viewer, anchorad_plugin, gui_subject, mon
     assert viewer.layers[0].data.ndim == 3 and viewer.layers[0].metadata["anchorad"]["sample"]
 
 
-def test_screenshot_is_not_blank(make_napari_viewer, anchorad_plugin, gui_subject, qtbot):
+def test_screenshot_is_not_blank(make_napari_viewer, anchorad_plugin, tiny_subject, qtbot):
     from anchorad_gui.launch import dock_panels
 
     viewer = make_napari_viewer(show=True)
     dock_panels(viewer)
-    open_and_wait(qtbot, viewer, gui_subject)
+    open_and_wait(qtbot, viewer, tiny_subject)
     qtbot.wait(200)
     canvas = viewer.screenshot(canvas_only=True, flash=False)
     gray = canvas[..., :3].mean(axis=-1)

@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from anchorad_core.errors import ConfigError
 from anchorad_core.training.run_state import RunState
 
-DRIVER = Path(__file__).parent / "resume_driver.py"
-ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+DRIVER = Path(__file__).parents[1] / "resume_driver.py"
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "OMP_NUM_THREADS": "1"}
 
 
 def _run(run_dir, out, mode):

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-DRIVER = Path(__file__).parent / "ddp_driver.py"
-ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+DRIVER = Path(__file__).parents[1] / "ddp_driver.py"
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "OMP_NUM_THREADS": "1"}
 
 
 @pytest.mark.slow

@@ -1,58 +1,46 @@
 """The PDF report: written atomically, readable, refuses to overwrite, names missing modalities."""
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import pytest
 
 from anchorad_core.errors import AnchorADError
 from anchorad_core.explain import explain_subject
 from anchorad_core.report import RESEARCH_USE_ONLY, ReportExistsError, write_report
+from pdf_pages import check_report, needs_poppler
+from pdf_pages import page_count as _pages
+from pdf_pages import text as _text
+
 pytestmark = pytest.mark.slow  # trains a tiny bundle once per session (~2-4 min on 2 CPU cores)
-
-from explain_fixtures import complete_subject_dir, explain_bundle, explain_pipeline, explained  # noqa: F401
-
-needs_poppler = pytest.mark.skipif(shutil.which("pdfinfo") is None or shutil.which("pdftotext") is None,
-                                   reason="poppler-utils (pdfinfo, pdftotext) not installed")
-
-
-def _pages(path) -> int:
-    out = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True).stdout
-    return int(next(line.split()[-1] for line in out.splitlines() if line.startswith("Pages:")))
-
-
-def _text(path) -> str:
-    return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
 
 
 @needs_poppler
-def test_report_written_readable_and_not_overwritten(explained, explain_pipeline, tmp_path):
+def test_report_written_readable_and_not_overwritten(explained, tiny_pipeline, tmp_path):
     subject, diagnosis, explanation, _ = explained
     out = tmp_path / "report.pdf"
-    path = write_report(diagnosis, explanation, subject, out, explain_pipeline.bundle)
+    path = write_report(diagnosis, explanation, subject, out, tiny_pipeline.bundle)
     assert path == out and out.is_file()
     assert not [p for p in tmp_path.iterdir() if p.name != "report.pdf"]  # no temporary left
     pages = _pages(out)
     assert pages >= 2 + len(explanation.rounds)
     text = _text(out)
     assert text.count("RESEARCH USE ONLY") == pages  # the footer on every page
+    check_report(out, explanation.subject_id, pages)  # every page rendered, numbered, with the subject id
     assert explanation.subject_id in text and diagnosis.label in text
     assert "synthetic" in text.lower() and "MiniLM" in text
     before = out.read_bytes()
     with pytest.raises(ReportExistsError) as err:
-        write_report(diagnosis, explanation, subject, out, explain_pipeline.bundle)
+        write_report(diagnosis, explanation, subject, out, tiny_pipeline.bundle)
     assert isinstance(err.value, AnchorADError) and err.value.path == out
     assert out.read_bytes() == before
-    write_report(diagnosis, explanation, subject, out, explain_pipeline.bundle, force=True)
+    write_report(diagnosis, explanation, subject, out, tiny_pipeline.bundle, force=True)
     assert _pages(out) == pages
 
 
 @needs_poppler
-def test_missing_modality_is_named_in_the_report(explain_bundle, explain_pipeline, tmp_path):
-    subject = explain_pipeline.load_subject(complete_subject_dir(explain_bundle[1]), overrides={"fmri": None})
-    diagnosis, explanation = explain_subject(explain_pipeline, subject, attributions=False)
-    out = write_report(diagnosis, explanation, subject, tmp_path / "r.pdf", explain_pipeline.bundle)
+def test_missing_modality_is_named_in_the_report(tiny_subject, tiny_pipeline, tmp_path):
+    subject = tiny_pipeline.load_subject(tiny_subject, overrides={"fmri": None})
+    diagnosis, explanation = explain_subject(tiny_pipeline, subject, attributions=False)
+    out = write_report(diagnosis, explanation, subject, tmp_path / "r.pdf", tiny_pipeline.bundle)
     text = _text(out)
     assert "MISSING" in text and "Missing (masked, no map): fMRI" in text
     assert "Anchor round: fMRI" not in text
@@ -74,14 +62,14 @@ def test_failed_report_leaves_no_file(explained, tmp_path, monkeypatch):
 
 
 @needs_poppler
-def test_report_states_uniformity_and_convergence(explained, explain_pipeline, tmp_path):
+def test_report_states_uniformity_and_convergence(explained, tiny_pipeline, tmp_path):
     """Every attention panel carries its figures; near-uniform ones list no top items; every
     round states its IG delta, steps and that the bound was met (or warns when it was not)."""
     import copy
     import dataclasses
 
     subject, diagnosis, explanation, _ = explained
-    out = write_report(diagnosis, explanation, subject, tmp_path / "r.pdf", explain_pipeline.bundle)
+    out = write_report(diagnosis, explanation, subject, tmp_path / "r.pdf", tiny_pipeline.bundle)
     text = " ".join(_text(out).split())
     blocks = [b for r in explanation.rounds for b in r.attention.values()]
     assert text.count("normalised entropy") >= len(blocks)
@@ -103,5 +91,5 @@ def test_report_states_uniformity_and_convergence(explained, explain_pipeline, t
     bad = copy.copy(explanation)
     bad.rounds = [dataclasses.replace(explanation.rounds[0], attribution=dataclasses.replace(
         explanation.rounds[0].attribution, converged=False, n_steps=128, max_steps=128))] + explanation.rounds[1:]
-    text = " ".join(_text(write_report(diagnosis, bad, subject, tmp_path / "bad.pdf", explain_pipeline.bundle)).split())
+    text = " ".join(_text(write_report(diagnosis, bad, subject, tmp_path / "bad.pdf", tiny_pipeline.bundle)).split())
     assert "bound 5% NOT MET" in text and "NOT CONVERGED" in text and "after 128 steps" in text

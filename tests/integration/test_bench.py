@@ -15,7 +15,9 @@ from anchorad_core import bench
 from anchorad_core.inference import DiagnosisPipeline
 from anchorad_core.resources import resource_path
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # runs the benchmark (in-process and through the CLI): minutes on a small CPU
+
+ROOT = Path(__file__).resolve().parents[2]
 KEYS = [
     "inference_naive_over_pipeline", "inference_pipeline_over_minimum", "phase2_recompute_over_cached",
     "phase2_cached_over_minimum", "cohort_batched_speedup", "attribution_over_passes", "peak_rss_mb",

@@ -16,7 +16,7 @@ from anchorad_core.backbones.gradients import connectivity_gradients, load_gradi
 from anchorad_core.errors import CheckpointError, ConfigError, InputDataError
 from anchorad_core.resources import resolve_path
 
-FIX = Path(__file__).parent / "fixtures" / "reference-models"
+FIX = Path(__file__).parents[1] / "fixtures" / "reference-models"
 GRADIENT_450 = FIX / "gradient_mapping_450.csv"
 TINY = dict(n_rois=450, n_frames=160, patch_size=16, embed_dim=32, depth=2, num_heads=2,
             mlp_ratio=4, qkv_bias=True, gradient_path=str(GRADIENT_450))

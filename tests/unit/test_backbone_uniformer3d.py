@@ -14,7 +14,7 @@ from anchorad_core.backbones.base import BackboneOutput
 from anchorad_core.backbones.uniformer3d import UniFormer3DBackbone, load_brainmvp_checkpoint
 from anchorad_core.errors import CheckpointError, InputDataError
 
-FIX = Path(__file__).parent / "fixtures" / "reference-models"
+FIX = Path(__file__).parents[1] / "fixtures" / "reference-models"
 TINY = dict(depth=[1, 1, 2, 1], embed_dim=[8, 16, 32, 64], head_dim=8, mlp_ratio=4, qkv_bias=True,
             in_chans=1, img_size=32)
 ATOL = 1e-5

@@ -22,7 +22,7 @@ from anchorad_core.backbones.inventory import (
 from anchorad_core.backbones.nucleotide_transformer import NT_V1_500M_ESM_CONFIG, NucleotideTransformerBackbone
 from anchorad_core.errors import ConfigError
 
-GRADIENT_450 = Path(__file__).parent / "fixtures" / "reference-models" / "gradient_mapping_450.csv"
+GRADIENT_450 = Path(__file__).parents[1] / "fixtures" / "reference-models" / "gradient_mapping_450.csv"
 #: Small presets that really build on the CPU in a second (weights not needed for counting).
 SMALL = ("nt-demo", "minilm-l6", "brainmvp-demo", "brainjepa-demo")
 

@@ -11,7 +11,6 @@ from anchorad_core.explain.maps import paint_atlas
 from anchorad_core.modality import Modality
 pytestmark = pytest.mark.slow  # trains a tiny bundle once per session (~2-4 min on 2 CPU cores)
 
-from explain_fixtures import explain_bundle, explain_pipeline, explained  # noqa: F401  (fixtures)
 
 
 def test_raw_attention_rows_sum_to_one_before_mapping(explained):
