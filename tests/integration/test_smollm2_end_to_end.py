@@ -51,7 +51,7 @@ def test_the_gguf_file_is_found_inside_the_installed_package():
 
 
 def test_gguf_is_parsed_once_and_every_build_owns_its_weights(monkeypatch):
-    from anchorad_core.backbones import gguf_loading
+    from anchorad_core.backbones.hf_text import gguf_loading
     from anchorad_core.backbones.hf_text import HFTextBackbone
     from anchorad_core.backbones.registry import resolve_config
 

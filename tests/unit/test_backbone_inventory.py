@@ -150,7 +150,7 @@ def test_reference_architecture_is_only_for_sizing():
 def test_size_configs_with_a_local_model_folder(tmp_path):
     from transformers import EsmConfig
 
-    from anchorad_core.backbones.kmer_tokenizer import build_nt_v1_tokenizer
+    from anchorad_core.backbones.nucleotide_transformer.kmer_tokenizer import build_nt_v1_tokenizer
     from anchorad_core.backbones.nucleotide_transformer import NT_DEMO_ESM_CONFIG
 
     # hf-text with a real folder: its config.json decides (the generic load_weights=False path)
@@ -209,16 +209,3 @@ def test_sizing_leaves_the_random_stream_alone():
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_the_registry_rejects_a_second_family_or_preset_under_a_taken_name():
-    from anchorad_core.backbones.base import ModalityBackbone
-    from anchorad_core.errors import ConfigError
-
-    registry.presets()  # every family registered
-    config = registry.presets()["nt-demo"]["config"]
-    registry.register_preset("nt-demo", config, "the same config again: harmless")
-    with pytest.raises(ConfigError, match="already registered"):
-        registry.register_preset("nt-demo", {**config, "max_length": 7})
-    impostor = type("Impostor", (ModalityBackbone,), {"family": "hf-text"})
-    with pytest.raises(ConfigError, match="already registered"):
-        registry.register_backbone(impostor)
-    assert registry.families()["hf-text"].__name__ == "HFTextBackbone"

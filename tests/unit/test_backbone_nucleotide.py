@@ -1,4 +1,8 @@
-"""Tests of the Nucleotide Transformer backbone and the NT v1 6-mer tokenizer."""
+"""Tests of the Nucleotide Transformer backbone and the NT v1 6-mer tokenizer.
+
+The contract every family shares (appended tokens, LoRA, gated injection, config and weights
+round trip) is checked in ``test_backbone_contract.py``, on this module's tiny models.
+"""
 from __future__ import annotations
 
 import json
@@ -8,7 +12,7 @@ import pytest
 import torch
 
 from anchorad_core.backbones import registry
-from anchorad_core.backbones.kmer_tokenizer import build_nt_v1_tokenizer, kmer_split, nt_v1_vocabulary
+from anchorad_core.backbones.nucleotide_transformer.kmer_tokenizer import build_nt_v1_tokenizer, kmer_split, nt_v1_vocabulary
 from anchorad_core.backbones.nucleotide_transformer import NucleotideTransformerBackbone
 from anchorad_core.errors import CheckpointError, ConfigError, InputDataError
 
@@ -221,21 +225,6 @@ def test_subject_sequences_are_concatenated(nt):
     assert batch["sequence_index"][0, na + 1] == 1
 
 
-def test_masked_extras_change_nothing_unmasked_change_pooled(nt):
-    batch = nt.collate([[APOE_LIKE, "ACGTN"], ["GATTACA" * 20]])
-    torch.manual_seed(1)
-    extras = torch.randn(2, 4, nt.width)
-    with torch.no_grad():
-        plain = nt(batch)
-        masked = nt(batch, extras, torch.zeros(2, 4, dtype=torch.bool))
-        used = nt(batch, extras)
-    assert torch.allclose(masked.pooled, plain.pooled, atol=ATOL)
-    assert torch.allclose(masked.tokens, plain.tokens, atol=ATOL)
-    assert used.extra.shape == (2, 4, nt.width)
-    assert (used.pooled - plain.pooled).abs().max() > 1e-3
-    assert (used.tokens - plain.tokens).abs().max() > 1e-3  # tokens attend to H_a (input-level)
-
-
 def test_invalid_input_raises_input_data_error(nt):
     with pytest.raises(InputDataError, match=r"'X' at position 4"):
         nt.collate([["ACGTXACGT"]])
@@ -281,30 +270,6 @@ def test_missing_folder_and_remote_code_are_refused(tmp_path, nt_folder):
         NucleotideTransformerBackbone.from_config({"model_path": str(remote)})
 
 
-def test_lora_wraps_only_attention_and_merges_exactly(nt_folder):
-    from peft import LoraConfig, get_peft_model
-
-    backbone = NucleotideTransformerBackbone.from_config({"model_path": str(nt_folder)})
-    batch = backbone.collate([[APOE_LIKE, "ACGTAC"], ["GATTACA"]])
-    peft_model = get_peft_model(backbone, LoraConfig(r=4, lora_alpha=8, target_modules=backbone.lora_target_modules))
-    wrapped = [n for n, m in peft_model.named_modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")]
-    assert len(wrapped) == 4 * backbone.model.config.num_hidden_layers
-    assert {n.split(".")[-1] for n in wrapped} == {"query", "key", "value", "dense"}
-    assert all(".attention." in n for n in wrapped)
-    torch.manual_seed(3)
-    for name, param in peft_model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(param, std=0.1)
-    extras = torch.randn(2, 3, backbone.width)
-    with torch.no_grad():
-        unmerged = peft_model(batch, extras).pooled
-        with peft_model.disable_adapter():
-            base = peft_model(batch, extras).pooled
-        assert (unmerged - base).abs().max() > 1e-4
-        merged = peft_model.merge_and_unload()(batch, extras).pooled
-    assert torch.allclose(unmerged, merged, atol=1e-4)
-
-
 @pytest.mark.parametrize("source", ["folder", "nt-demo"])
 def test_config_round_trip_and_export(source, nt, tmp_path):
     if source == "folder":
@@ -328,9 +293,3 @@ def test_config_round_trip_and_export(source, nt, tmp_path):
         assert torch.allclose(rebuilt(batch).pooled, backbone(batch).pooled, atol=ATOL)
 
 
-def test_backward_reaches_extras(nt):
-    batch = nt.collate([[APOE_LIKE], ["ACGT"]])
-    extras = torch.randn(2, 2, nt.width, requires_grad=True)
-    nt(batch, extras).pooled.sum().backward()
-    assert extras.grad is not None and extras.grad.abs().sum() > 0
-    nt.zero_grad()

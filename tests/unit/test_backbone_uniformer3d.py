@@ -178,114 +178,13 @@ def _batch(n: int = 2, size: int = 32) -> dict[str, torch.Tensor]:
     return {"image": torch.randn(n, 1, size, size, size)}
 
 
-def test_extra_tokens_shapes_and_gradient(tiny):
-    batch = _batch()
-    extra = torch.randn(2, 5, tiny.extra_token_width, requires_grad=True)
-    out = tiny(batch, extra)
-    assert tiny.extra_token_width == 32 and tiny.width == 64
-    assert out.tokens.shape == (2, 8, 64) and out.extra.shape == (2, 5, 64)
-    assert out.pooled.shape == (2, 64) and out.mask.shape == (2, 8) and out.mask.all()
-    out.pooled.sum().backward()
-    assert extra.grad is not None and extra.grad.abs().sum() > 0
-
-
-def test_all_masked_extras_change_nothing(tiny):
-    batch = _batch()
-    with torch.no_grad():
-        plain = tiny(batch)
-        masked = tiny(batch, torch.randn(2, 4, 32), torch.zeros(2, 4, dtype=torch.bool))
-    assert torch.equal(plain.tokens, masked.tokens)
-    assert torch.equal(plain.pooled, masked.pooled)
-    assert torch.equal(masked.extra, torch.zeros(2, 4, 64))
-
-
-def test_masked_extras_are_neither_attended_nor_pooled(tiny):
-    batch = _batch()
-    extra = torch.randn(2, 4, 32)
-    mask = torch.tensor([[False, False, False, False], [True, True, False, False]])
-    other = extra.clone()
-    other[~mask] = torch.randn(int((~mask).sum()), 32) * 10  # different content in masked slots
-    with torch.no_grad():
-        plain = tiny(batch)
-        a = tiny(batch, extra, mask)
-        b = tiny(batch, other, mask)
-        valid_only = tiny({"image": batch["image"][1:]}, extra[1:, :2])
-    torch.testing.assert_close(a.tokens, b.tokens, rtol=0, atol=1e-6)
-    torch.testing.assert_close(a.pooled, b.pooled, rtol=0, atol=1e-6)
-    # sample 0 has no valid extras: same as no extras at all
-    torch.testing.assert_close(a.tokens[0], plain.tokens[0], rtol=0, atol=ATOL)
-    torch.testing.assert_close(a.pooled[0], plain.pooled[0], rtol=0, atol=ATOL)
-    # sample 1 equals passing only its two valid extras
-    torch.testing.assert_close(a.tokens[1], valid_only.tokens[0], rtol=0, atol=ATOL)
-    torch.testing.assert_close(a.pooled[1], valid_only.pooled[0], rtol=0, atol=ATOL)
-
-
-def test_unmasked_extras_change_pooled_and_join_the_mean(tiny):
-    batch = _batch()
-    with torch.no_grad():
-        plain = tiny(batch)
-        out = tiny(batch, torch.randn(2, 3, 32))
-    assert (out.pooled - plain.pooled).abs().max() > 1e-3
-    assert (out.tokens - plain.tokens).abs().max() > 1e-4  # extras take part in attention
-    torch.testing.assert_close(out.pooled, out.tokens.mean(1), rtol=0, atol=1e-6)  # own tokens only
-    want = torch.cat([out.tokens, out.extra], dim=1).mean(1)
-    torch.testing.assert_close(out.pooled_with_extra, want, rtol=0, atol=1e-6)
-
-
 def test_extra_token_width_is_checked(tiny):
     with pytest.raises(ValueError, match="extra_tokens"):
         tiny(_batch(), torch.randn(2, 3, 64))
 
 
-# ---------------------------------------------------------------- LoRA (peft)
-
-
-def test_lora_targets_only_attention_linears_and_merges():
-    peft = pytest.importorskip("peft")
-    model = _tiny()
-    load_brainmvp_checkpoint(model, FIX / "brainmvp_tiny.pt")
-    base_state = {k: v.clone() for k, v in model.state_dict().items()}
-    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=model.lora_target_modules,
-                             modules_to_save=model.phase2_trainable_modules or None)
-    wrapped = peft.get_peft_model(model, config)
-    lora_modules = {name.split("base_model.model.")[-1] for name, module in wrapped.named_modules()
-                    if hasattr(module, "lora_A") and isinstance(module, peft.tuners.lora.LoraLayer)}
-    assert lora_modules == {"blocks3.0.attn.qkv", "blocks3.0.attn.proj", "blocks3.1.attn.qkv",
-                            "blocks3.1.attn.proj", "blocks4.0.attn.qkv", "blocks4.0.attn.proj"}
-    trainable = {n for n, p in wrapped.named_parameters() if p.requires_grad}
-    assert all("lora_" in n or "extra_bridge" in n for n in trainable)
-    assert any("extra_bridge" in n for n in trainable)
-
-    wrapped.eval()  # frozen backbone: BatchNorm keeps its running statistics
-    batch, extra = _batch(), torch.randn(2, 3, 32)
-    optim = torch.optim.Adam([p for p in wrapped.parameters() if p.requires_grad], lr=1e-2)
-    loss = wrapped(batch, extra).pooled.pow(2).mean()
-    loss.backward()
-    optim.step()
-
-    base = wrapped.get_base_model()
-    # LoRA-wrapped layers keep their frozen weight under ``.base_layer``
-    current = {k.replace(".base_layer", ""): v for k, v in base.state_dict().items()
-               if "lora_" not in k and "modules_to_save" not in k}
-    current = {k.replace(".original_module", ""): v for k, v in current.items()}
-    assert set(current) == set(base_state)
-    for name, tensor in base_state.items():
-        if not name.startswith("extra_bridge"):
-            assert torch.equal(current[name], tensor), name
-    with torch.no_grad():
-        unmerged = wrapped(batch, extra).pooled
-        assert (unmerged - _pooled_with_state(base_state, batch, extra)).abs().max() > 0
-        merged_model = wrapped.merge_and_unload()
-        merged = merged_model(batch, extra).pooled
-    torch.testing.assert_close(merged, unmerged, rtol=0, atol=ATOL)
-    assert type(merged_model.blocks3[0].attn.qkv) is torch.nn.Linear
-
-
-def _pooled_with_state(state, batch, extra) -> torch.Tensor:
-    model = _tiny()
-    model.load_state_dict(state)
-    with torch.no_grad():
-        return model(batch, extra).pooled
+# Appended tokens (shapes, gradient, masked / unmasked extras, readout), LoRA targets and merging,
+# the gated injection at initialisation and the config + weights round trip: test_backbone_contract.py.
 
 
 # ---------------------------------------------------------------- config, collate, grid

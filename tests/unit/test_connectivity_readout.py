@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from anchorad_core.backbones.connectivity_readout import gradient_groups, network_similarity
+from anchorad_core.backbones.brainjepa.connectivity_readout import gradient_groups, network_similarity
 from anchorad_core.backbones.registry import build_backbone
 
 

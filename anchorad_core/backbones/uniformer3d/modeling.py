@@ -41,37 +41,22 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError, InputDataError
-from ..modality import Modality
-from ..resources import resolve_path
-from ..fusion.gated_injection import attend, extra_keys
-from .base import BackboneOutput, ModalityBackbone, extra_token_mask, stack_arrays
-from .checkpoints import CheckpointReport, load_checked, read_checkpoint, select_state_dict, strip_prefixes
-from .registry import register_backbone, register_preset
-
-__all__ = [
-    "UniFormer3DBackbone",
-    "UniFormerStages",
-    "load_brainmvp_checkpoint",
-    "InChannelsRule",
-]
-
-#: How :func:`load_brainmvp_checkpoint` treats ``patch_embed1.proj`` when the model's
-#: ``in_chans`` differs from the checkpoint's.
-InChannelsRule = Literal["skip", "repeat", "error"]
-
-_TOTAL_STRIDE = 16
-_READOUTS = ("mean", "pyramid")
-#: Edge of the grid the ``"pyramid"`` readout pools stages 1-2 to (2 x 2 x 2 cells).
-_PYRAMID_GRID = 2
-_PYRAMID_CELLS = _PYRAMID_GRID**3
+from ...errors import ConfigError, InputDataError
+from ...fusion.gated_injection import extra_keys
+from ...modality import Modality
+from ...resources import resolve_path
+from ..base import BackboneOutput, ModalityBackbone, extra_token_mask, stack_arrays
+from ..layers import DropPath, MaskedSelfAttention, TokenMlp
+from ..registry import register_backbone
+from .config import PYRAMID_CELLS, PYRAMID_GRID, READOUTS, TOTAL_STRIDE, InChannelsRule
+from .conversion import load_brainmvp_checkpoint
 
 
 class UniFormerStages(NamedTuple):
@@ -90,21 +75,6 @@ class UniFormerStages(NamedTuple):
 
 
 # --------------------------------------------------------------------------- layers
-
-
-class DropPath(nn.Module):
-    """Stochastic depth per sample (identity in eval or with ``drop_prob == 0``)."""
-
-    def __init__(self, drop_prob: float = 0.0) -> None:
-        super().__init__()
-        self.drop_prob = float(drop_prob)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.drop_prob
-        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        return x.div(keep) * torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
 
 
 class PatchEmbed3d(nn.Module):
@@ -160,50 +130,6 @@ class ConvBlock(nn.Module):
         x = x + self.pos_embed(x)
         x = x + self.drop_path(self.conv2(self.attn(self.conv1(self.norm1(x)))))
         return x + self.drop_path(self.mlp(self.norm2(x)))
-
-
-class TokenMlp(nn.Module):
-    """Linear → GELU → Linear on tokens."""
-
-    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
-class MaskedSelfAttention(nn.Module):
-    """Multi-head self-attention (``qkv`` and ``proj`` Linear) with an optional key mask.
-
-    Parameters
-    ----------
-    key_mask (forward)
-        ``(B, N)`` bool, ``True`` where a token may be attended to; ``None`` = all.
-    """
-
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool, attn_drop: float, proj_drop: float) -> None:
-        super().__init__()
-        if dim % num_heads:
-            raise ConfigError(f"width {dim} is not divisible by {num_heads} heads")
-        self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.attn_drop = float(attn_drop)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
-
-    def forward(self, x: torch.Tensor, key_mask: "torch.Tensor | None" = None) -> torch.Tensor:
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        mask = None if key_mask is None else key_mask[:, None, None, :]
-        x = attend(q, k, v, mask, self.scale, self.attn_drop if self.training else 0.0)
-        x = x.transpose(1, 2).reshape(b, n, c)
-        return self.proj_drop(self.proj(x))
 
 
 class AttentionBlock(nn.Module):
@@ -301,15 +227,15 @@ class UniFormer3DBackbone(ModalityBackbone):
         depth, embed_dim = [int(v) for v in depth], [int(v) for v in embed_dim]
         if len(depth) != 4 or len(embed_dim) != 4:
             raise ConfigError(f"depth and embed_dim need 4 values each, got {depth} and {embed_dim}")
-        if int(img_size) <= 0 or int(img_size) % _TOTAL_STRIDE:
+        if int(img_size) <= 0 or int(img_size) % TOTAL_STRIDE:
             raise ConfigError(f"img_size must be a positive multiple of 16, got {img_size}")
         for dim in embed_dim[2:]:
             if dim % int(head_dim):
                 raise ConfigError(f"stage width {dim} is not divisible by head_dim {head_dim}")
         if in_channels_rule not in ("skip", "repeat", "error"):
             raise ConfigError(f"in_channels_rule must be 'skip', 'repeat' or 'error', got {in_channels_rule!r}")
-        if readout not in _READOUTS:
-            raise ConfigError(f"uniformer3d readout must be one of {_READOUTS}, got {readout!r}")
+        if readout not in READOUTS:
+            raise ConfigError(f"uniformer3d readout must be one of {READOUTS}, got {readout!r}")
         self.readout = readout
         self.depth, self.embed_dim = depth, embed_dim
         self.head_dim, self.mlp_ratio, self.qkv_bias = int(head_dim), float(mlp_ratio), bool(qkv_bias)
@@ -358,7 +284,7 @@ class UniFormer3DBackbone(ModalityBackbone):
     @property
     def pooled_width(self) -> int:
         if self.readout == "pyramid":
-            return self.embed_dim[3] + _PYRAMID_CELLS * (self.embed_dim[0] + self.embed_dim[1])
+            return self.embed_dim[3] + PYRAMID_CELLS * (self.embed_dim[0] + self.embed_dim[1])
         return self.embed_dim[3]
 
     @property
@@ -377,9 +303,9 @@ class UniFormer3DBackbone(ModalityBackbone):
         ``img_size`` cube.
         """
         shape = (self.img_size,) * 3 if input_shape is None else tuple(int(s) for s in input_shape)[-3:]
-        if any(s % _TOTAL_STRIDE for s in shape):
+        if any(s % TOTAL_STRIDE for s in shape):
             raise InputDataError(f"every spatial size must be divisible by 16, got {shape}")
-        x, y, z = (s // _TOTAL_STRIDE for s in shape)
+        x, y, z = (s // TOTAL_STRIDE for s in shape)
         return z, x, y
 
     def tokens_to_input_grid(self, values: torch.Tensor, input_shape: "Sequence[int] | None" = None) -> torch.Tensor:
@@ -420,7 +346,7 @@ class UniFormer3DBackbone(ModalityBackbone):
         if self.readout == "mean":
             return []
         # pooled in float32: a half-precision average over 4096 voxels per cell loses the signal
-        return [F.adaptive_avg_pool3d(x.float(), _PYRAMID_GRID).flatten(1).to(dtype) for x in (stages.x1, stages.x2)]
+        return [F.adaptive_avg_pool3d(x.float(), PYRAMID_GRID).flatten(1).to(dtype) for x in (stages.x1, stages.x2)]
 
     def forward_stages(self, image: torch.Tensor) -> UniFormerStages:
         """The original ``UniFormer.forward``: ``(x0, x1, x2, x3, x4)`` for ``(B, C, X, Y, Z)``.
@@ -557,131 +483,3 @@ def _pool_with_extras(tokens: torch.Tensor, extra: torch.Tensor, valid: torch.Te
     total = tokens.sum(dim=1) + (extra * weights).sum(dim=1)
     count = tokens.shape[1] + weights.sum(dim=1)
     return total / count
-
-
-# --------------------------------------------------------------------------- checkpoint
-
-
-def load_brainmvp_checkpoint(
-    model: UniFormer3DBackbone,
-    path: "str | Path",
-    in_channels_rule: "InChannelsRule | None" = None,
-) -> CheckpointReport:
-    """Load a BrainMVP pretraining checkpoint into ``model``, like the original downstream code.
-
-    The file is ``torch.save({"state_dict": {...}, ...})`` with keys
-    ``module.encoder.uniformer.<key>`` (a bare state dict or a ``.safetensors`` file of the
-    bare keys also works). Steps:
-
-    1. read with ``weights_only=True`` (a pickle carrying code is refused);
-    2. strip the ``module.`` / ``encoder.`` / ``uniformer.`` prefixes;
-    3. skip the pretraining-only entries ``decoder.*`` and ``rep_template``;
-    4. apply ``in_channels_rule`` to ``patch_embed1.proj`` when the checkpoint's input
-       channels differ from ``model.in_chans``:
-
-       * ``"skip"`` (default; what ``Downstream/train_script.py`` does): leave the first conv
-         (weight and bias) at its initial values; ``patch_embed1.norm`` is still loaded.
-       * ``"repeat"``: adapt the kernel: summed over the checkpoint's channels when the model
-         has 1 channel, else tiled over the model's channels and scaled by
-         ``ckpt_in / model_in``, so an image copied into every channel gives the original
-         response.
-       * ``"error"``: raise :class:`CheckpointError`.
-
-       With equal channels the conv is loaded as is;
-    5. check every remaining name and shape (``extra_bridge`` may be missing: it is new).
-
-    Returns
-    -------
-    CheckpointReport
-        What was loaded, skipped and left at its initial values.
-
-    Raises
-    ------
-    CheckpointError
-        Naming the file, if it cannot be read safely or does not fit the architecture.
-    """
-    path = Path(path)
-    rule = in_channels_rule or model.in_channels_rule
-    report = CheckpointReport(path=path)
-    raw = select_state_dict(read_checkpoint(path), path, ("state_dict", "model", "encoder"))
-    state: dict[str, torch.Tensor] = {}
-    for key, tensor in raw.items():
-        bare = strip_prefixes(key, ("module.", "encoder.", "uniformer."))
-        if bare.startswith("decoder.") or bare == "rep_template" or bare.startswith("rep_template."):
-            report.skipped[key] = "pretraining decoder / template (not part of the encoder)"
-            continue
-        state[bare] = tensor
-
-    weight_key, bias_key = "patch_embed1.proj.weight", "patch_embed1.proj.bias"
-    if weight_key in state:
-        ckpt_in, model_in = state[weight_key].shape[1], model.in_chans
-        if ckpt_in != model_in:
-            if rule == "error":
-                raise CheckpointError(
-                    f"checkpoint has {ckpt_in} input channel(s), the model {model_in} "
-                    f"(in_channels_rule='error')", path)
-            if rule == "skip":
-                for key in (weight_key, bias_key):
-                    if key in state:
-                        state.pop(key)
-                        report.skipped[key] = f"input channels differ ({ckpt_in} vs {model_in}); rule 'skip'"
-                report.notes.append(
-                    f"patch_embed1.proj kept its initial values (checkpoint has {ckpt_in} input "
-                    f"channel(s), model {model_in}), as the original downstream code does.")
-            else:
-                state[weight_key] = _adapt_input_conv(state[weight_key], model_in)
-                report.notes.append(
-                    f"patch_embed1.proj adapted from {ckpt_in} to {model_in} input channel(s) (rule 'repeat').")
-    allowed = ("extra_bridge.",)
-    if rule == "skip":
-        allowed += (weight_key, bias_key)
-    return load_checked(model, state, report, allowed_missing=allowed)
-
-
-def _adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
-    """Change the input channels of a conv kernel ``(out, in, k, k, k)`` (timm's rule)."""
-    ckpt_in = weight.shape[1]
-    if in_chans == 1:
-        return weight.sum(dim=1, keepdim=True)
-    repeats = math.ceil(in_chans / ckpt_in)
-    tiled = weight.repeat(1, repeats, 1, 1, 1)[:, :in_chans]
-    return tiled * (ckpt_in / in_chans)
-
-
-# --------------------------------------------------------------------------- presets
-
-register_preset(
-    "brainmvp-uniformer-s",
-    {
-        "family": "uniformer3d",
-        "depth": [3, 4, 8, 3],
-        "embed_dim": [64, 128, 320, 512],
-        "head_dim": 64,
-        "mlp_ratio": 4.0,
-        "qkv_bias": True,
-        "in_chans": 1,
-        "img_size": 96,
-        "checkpoint": None,
-    },
-    "BrainMVP UniFormer-S (3-D, 96³ T1 → 6³ = 216 tokens of width 512). Give the released "
-    "checkpoint as {'preset': 'brainmvp-uniformer-s', 'checkpoint': '/path/BrainMVP_uniformer.pt'}.",
-)
-
-register_preset(
-    "brainmvp-demo",
-    {
-        "family": "uniformer3d",
-        "depth": [1, 1, 2, 1],
-        "embed_dim": [8, 16, 32, 48],
-        "head_dim": 16,
-        "mlp_ratio": 4.0,
-        "qkv_bias": True,
-        "in_chans": 1,
-        "img_size": 64,
-        "checkpoint": "resource:pretrained/brainmvp_demo.safetensors",
-        "readout": "pyramid",
-    },
-    "Small UniFormer of the same architecture for the CPU demo (64³ T1 → 4³ = 64 tokens of "
-    "width 48; spatial-pyramid readout of 240 values), pretrained by masked-volume reconstruction on an unlabeled synthetic cohort "
-    "(`anchorad pretrain`; resources/pretrained/PROVENANCE.json).",
-)

@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ..errors import CheckpointError
-from .hf_common import check_loading_info, load_hf_config, load_hf_tokenizer, offline_kwargs, strip_unused_heads
+from ...errors import CheckpointError
+from ..hf_common import check_loading_info, load_hf_config, load_hf_tokenizer, offline_kwargs, strip_unused_heads
 
 __all__ = ["GGUFModel", "load_gguf_model", "clear_gguf_cache"]
 

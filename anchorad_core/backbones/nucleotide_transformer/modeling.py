@@ -64,20 +64,18 @@ from typing import Any, Sequence
 
 import torch
 
-from ..errors import CheckpointError, ConfigError, InputDataError
-from ..modality import Modality
-from ..fusion.gated_injection import extra_keys, use_gated_attention
-from .base import BackboneOutput, ModalityBackbone
-from .hf_common import (
+from ...errors import CheckpointError, ConfigError, InputDataError
+from ...fusion.gated_injection import extra_keys, use_gated_attention
+from ...modality import Modality
+from ..base import BackboneOutput, ModalityBackbone
+from ..hf_common import (
     attention_lora_regex,
     check_extra_inputs,
-    check_loading_info,
     checked_config,
     dtype_name,
     load_hf_config,
     load_hf_tokenizer,
     masked_mean,
-    offline_kwargs,
     extra_key_flags,
     pack_with_extras,
     parse_dtype,
@@ -86,28 +84,10 @@ from .hf_common import (
     strip_unused_heads,
     unpack_hidden,
 )
+from ..registry import register_backbone
+from .conversion import load_esm_encoder
 from .kmer_tokenizer import VALID_BASES, build_nt_v1_tokenizer
-from .registry import register_backbone, register_preset
 
-#: Inline ESM config of the ``nt-demo`` preset (NT v1 layout, small enough for CPU training).
-NT_DEMO_ESM_CONFIG: dict[str, Any] = {
-    "vocab_size": 4105,
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "intermediate_size": 256,
-    "max_position_embeddings": 258,
-    "position_embedding_type": "absolute",
-    "pad_token_id": 1,
-    "mask_token_id": 2,
-    "emb_layer_norm_before": False,
-    "token_dropout": True,
-    "hidden_dropout_prob": 0.0,
-    "attention_probs_dropout_prob": 0.0,
-    "layer_norm_eps": 1e-12,
-    "initializer_range": 0.02,
-    "tie_word_embeddings": False,
-}
 
 #: Mask-ratio constant hard-coded in ESM's token dropout.
 _ESM_MASK_RATIO_TRAIN = 0.15 * 0.8
@@ -235,7 +215,7 @@ class NucleotideTransformerBackbone(ModalityBackbone):
                 f"model_type {getattr(hf_config, 'model_type', None)!r}",
                 path=folder,
             )
-        model = _load_esm_encoder(folder, hf_config, dtype, remote, load_weights)
+        model = load_esm_encoder(folder, hf_config, dtype, remote, load_weights)
         tokenizer = load_hf_tokenizer(folder, remote, what="Nucleotide Transformer")
         return cls(model, tokenizer, model_path=model_path, esm_config=None, source_folder=folder, **common)
 
@@ -254,7 +234,7 @@ class NucleotideTransformerBackbone(ModalityBackbone):
         if config.get("model_path") is not None:
             folder = resolve_local_model_folder(config["model_path"], base_dir, what="Nucleotide Transformer")
             hf_config = load_hf_config(folder, remote, what="Nucleotide Transformer")
-            return _load_esm_encoder(folder, hf_config, torch.float32, remote, load_weights=False)
+            return load_esm_encoder(folder, hf_config, torch.float32, remote, load_weights=False)
         architecture = config.get("esm_config") or config.get("reference_architecture")
         if not architecture:
             return None
@@ -593,101 +573,3 @@ def _position_limit(hf_config: Any, tokenizer: Any) -> int:
     if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < limit:
         limit = tokenizer_limit
     return limit
-
-
-def _load_esm_encoder(folder: Path, hf_config: Any, dtype: torch.dtype, remote: bool, load_weights: bool) -> torch.nn.Module:
-    """Load (or only build) the ESM encoder of a Nucleotide Transformer folder."""
-    try:
-        if remote:
-            from transformers import AutoModelForMaskedLM
-
-            if load_weights:
-                full = AutoModelForMaskedLM.from_pretrained(str(folder), config=hf_config, dtype=dtype, **offline_kwargs(True))
-            else:
-                full = AutoModelForMaskedLM.from_config(hf_config, trust_remote_code=True).to(dtype)
-            model = full.base_model
-        else:
-            from transformers import EsmModel
-
-            if load_weights:
-                from transformers.utils import logging as hf_logging
-
-                # our own check below judges what is missing; transformers' load report would
-                # print a table on stderr for the (deliberately absent) contact head
-                verbosity = hf_logging.get_verbosity()
-                hf_logging.set_verbosity_error()
-                try:
-                    model, info = EsmModel.from_pretrained(
-                        str(folder),
-                        config=hf_config,
-                        dtype=dtype,
-                        add_pooling_layer=False,
-                        output_loading_info=True,
-                        **offline_kwargs(False),
-                    )
-                finally:
-                    hf_logging.set_verbosity(verbosity)
-                check_loading_info(
-                    info, folder, [r"(^|\.)pooler\.", r"contact_head\.", r"position_ids$", r"inv_freq$"], "Nucleotide Transformer"
-                )
-            else:
-                model = EsmModel(hf_config, add_pooling_layer=False).to(dtype)
-    except CheckpointError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"Nucleotide Transformer: cannot load: {exc}", path=folder) from exc
-    strip_unused_heads(model)
-    model.eval()
-    return model
-
-
-register_preset(
-    "nt-demo",
-    {
-        "family": "nucleotide-transformer",
-        "model_path": "resource:pretrained/nt-demo",
-        "esm_config": None,
-        "max_length": None,
-        "max_chunks": 32,
-        "dtype": "float32",
-    },
-    "small Nucleotide Transformer (ESM, NT v1 6-mer vocabulary, hidden 64, 2 layers), pretrained by "
-    "masked 6-mer language modelling on an unlabeled synthetic cohort (`anchorad pretrain`; "
-    "resources/pretrained/PROVENANCE.json); not the published NT",
-)
-#: Published architecture of NT v1 500M (``config.json`` of
-#: ``InstaDeepAI/nucleotide-transformer-500m-human-ref``; ``-500m-1000g`` has the same). The preset
-#: carries it as ``reference_architecture``, used **only** to size the preset when ``model_path``
-#: is not set; a model is always built from the ``config.json`` of the user's folder.
-NT_V1_500M_ESM_CONFIG: dict[str, Any] = {
-    "vocab_size": 4105,
-    "hidden_size": 1280,
-    "num_hidden_layers": 24,
-    "num_attention_heads": 20,
-    "intermediate_size": 5120,
-    "max_position_embeddings": 1002,
-    "position_embedding_type": "absolute",
-    "pad_token_id": 1,
-    "mask_token_id": 2,
-    "emb_layer_norm_before": False,
-    "token_dropout": True,
-    "hidden_dropout_prob": 0.0,
-    "attention_probs_dropout_prob": 0.0,
-    "layer_norm_eps": 1e-12,
-    "tie_word_embeddings": False,
-}
-
-register_preset(
-    "nt-v1-500m-human-ref",
-    {
-        "family": "nucleotide-transformer",
-        "model_path": None,
-        "max_length": None,
-        "max_chunks": 32,
-        "dtype": "float32",
-        "reference_architecture": NT_V1_500M_ESM_CONFIG,
-    },
-    "Nucleotide Transformer v1 500M (human reference): set model_path to your local "
-    "nucleotide-transformer-500m-human-ref folder (Hugging Face format; never downloaded); "
-    "dtype bfloat16 on GPU. NT v2 folders also need allow_remote_code: true",
-)

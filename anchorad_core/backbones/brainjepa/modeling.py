@@ -65,18 +65,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError, InputDataError
-from ..modality import Modality
-from ..resources import resolve_path
-from ..fusion.gated_injection import extra_keys
-from .base import BackboneOutput, ModalityBackbone, extra_token_mask, stack_arrays
-from .checkpoints import CheckpointReport, load_checked, read_checkpoint, select_state_dict, strip_prefixes
+from ...errors import ConfigError, InputDataError
+from ...fusion.gated_injection import extra_keys
+from ...modality import Modality
+from ...resources import resolve_path
+from ..base import BackboneOutput, ModalityBackbone, extra_token_mask, stack_arrays
+from ..gradients import load_gradient_csv
+from ..layers import DropPath, MaskedSelfAttention, TokenMlp
+from ..registry import register_backbone
 from .connectivity_readout import gradient_groups, network_similarity
-from .gradients import load_gradient_csv
-from .registry import register_backbone, register_preset
-from .uniformer3d import DropPath, MaskedSelfAttention, TokenMlp
-
-__all__ = ["BrainJEPABackbone", "GradientPositionalEmbedding", "load_brainjepa_checkpoint", "sincos_1d"]
+from .conversion import load_brainjepa_checkpoint
 
 
 def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
@@ -451,108 +449,3 @@ class BrainJEPABackbone(ModalityBackbone):
             shutil.copyfile(self._gradient_file, tmp)
             tmp.replace(target)
         return {"gradient_path": name}
-
-
-# --------------------------------------------------------------------------- checkpoint
-
-
-def load_brainjepa_checkpoint(
-    model: BrainJEPABackbone, path: "str | Path", key: str = "target_encoder"
-) -> CheckpointReport:
-    """Load a Brain-JEPA checkpoint into ``model`` as the original downstream code does.
-
-    The pretraining file (``src/train.py``) is ``torch.save({"encoder", "predictor",
-    "target_encoder", "opt", "scaler", "epoch", ...})`` with DDP keys ``module.<key>``. The
-    fine-tuning code takes ``checkpoint["target_encoder"]`` (the EMA encoder) and strips the
-    ``module.`` prefix; ``fc_norm`` is not in the file and starts at LayerNorm's (1, 0). A bare
-    state dict or ``.safetensors`` of the bare keys is accepted too, and so is a fine-tuned
-    ``models_vit`` state dict (``encoder.`` prefix; its ``fc_norm`` is loaded and its ``head``
-    skipped).
-
-    ``pos_embed_proj.emb_h`` is a fixed function of the token grid; when the checkpoint was
-    trained on another number of frames it is skipped and the model's own table is kept.
-
-    Raises
-    ------
-    CheckpointError
-        Naming the file, if it cannot be read safely, has no ``key`` entry, or does not fit
-        the architecture (e.g. a gradient file with another number of columns).
-    """
-    path = Path(path)
-    report = CheckpointReport(path=path)
-    raw = select_state_dict(read_checkpoint(path), path, (key,))
-    state: dict[str, torch.Tensor] = {}
-    for name, tensor in raw.items():
-        bare = strip_prefixes(name, ("module.", "encoder."))
-        if bare.startswith("head."):
-            report.skipped[name] = "downstream classification head (not part of the backbone)"
-            continue
-        state[bare] = tensor
-    own = model.state_dict()
-    emb = state.get("pos_embed_proj.emb_h")
-    own_emb = own["pos_embed_proj.emb_h"]
-    if emb is not None and emb.shape[0] != own_emb.shape[0] and emb.shape[1:] == own_emb.shape[1:]:
-        state.pop("pos_embed_proj.emb_h")
-        report.skipped["pos_embed_proj.emb_h"] = "token grid differs; the fixed sin-cos table is recomputed"
-        report.notes.append(
-            f"The checkpoint's positional table covers {emb.shape[0]} tokens, the model "
-            f"{model.num_tokens}; the fixed sin-cos half was recomputed for the model's grid.")
-    proj = state.get("pos_embed_proj.predictor_pos_embed_proj.weight")
-    if proj is not None and proj.shape[1] != model.gradient.shape[2]:
-        raise CheckpointError(
-            f"checkpoint expects {proj.shape[1]} gradient columns but {model._gradient_file.name} "
-            f"has {model.gradient.shape[2]}", path)
-    allowed = ("fc_norm.", "pos_embed_proj.emb_h")
-    report = load_checked(model, state, report, allowed_missing=allowed)
-    if any(k.startswith("fc_norm.") for k in report.left_initialised):
-        report.notes.append("fc_norm starts at LayerNorm's (1, 0), as in the original fine-tuning code.")
-    return report
-
-
-# --------------------------------------------------------------------------- presets
-
-register_preset(
-    "brainjepa-vit-b",
-    {
-        "family": "brainjepa",
-        "n_rois": 450,
-        "n_frames": 160,
-        "patch_size": 16,
-        "embed_dim": 768,
-        "depth": 12,
-        "num_heads": 12,
-        "mlp_ratio": 4.0,
-        "qkv_bias": True,
-        "gradient_path": None,
-        "checkpoint": None,
-        "checkpoint_key": "target_encoder",
-    },
-    "Brain-JEPA ViT-B (450 ROIs = Tian-III 50 subcortical + Schaefer-400, 160 frames → 4500 "
-    "tokens of width 768). Give gradient_path (Brain-JEPA's data/gradient_mapping_450.csv) "
-    "and checkpoint (the released .pth.tar).",
-)
-
-register_preset(
-    "brainjepa-demo",
-    {
-        "family": "brainjepa",
-        "n_rois": 400,
-        "n_frames": 48,
-        "patch_size": 16,
-        "embed_dim": 64,
-        "depth": 2,
-        "num_heads": 4,
-        "mlp_ratio": 4.0,
-        "qkv_bias": True,
-        "gradient_path": "resource:gradients/schaefer400_17n_gradients.csv",
-        "checkpoint": "resource:pretrained/brainjepa_demo.safetensors",
-        "checkpoint_key": "target_encoder",
-        "readout": "connectivity",
-        "connectivity_groups": 17,
-    },
-    "Small Brain-JEPA of the same architecture for the CPU demo (Schaefer-400 17-network ROIs, "
-    "48 frames → 1200 tokens of width 64; shipped real HCP-derived gradients; connectivity "
-    "readout over 17 gradient networks), pretrained with "
-    "the JEPA objective on an unlabeled synthetic cohort (`anchorad pretrain`; "
-    "resources/pretrained/PROVENANCE.json).",
-)
