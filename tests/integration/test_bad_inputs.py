@@ -22,8 +22,14 @@ def bad_inputs_cohort(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def bad_inputs_bundle(bad_inputs_cohort, tmp_path_factory):
-    return corpus.train_base_bundle(bad_inputs_cohort, tmp_path_factory.mktemp("bad-inputs-bundle") / "bundle")
+def bad_inputs_bundle(tiny_bundle):
+    """The shared tiny bundle: the same setup ``corpus.train_base_bundle`` trains (16 demo
+    subjects, seed 1, NC-AD, one epoch a stage), trained once per session. Each case checks
+    that it changes no file of it."""
+    import tiny_setup
+
+    assert (corpus.N_SUBJECTS, corpus.SEED, corpus.TASK) == (tiny_setup.N_SUBJECTS, tiny_setup.SEED, "NC-AD")
+    return tiny_bundle
 
 
 def _params():
