@@ -5,7 +5,7 @@ on it with the real demo backbones - and breaks one thing: a file of one of the 
 modalities, the cohort table, the bundle, or a command-line option. Nothing binary is
 committed; the corpus is rebuilt from the base each time.
 
-The contract each case checks (``tests/test_bad_inputs.py``): the CLI exits with status 2,
+The contract each case checks (``tests/integration/test_bad_inputs.py``): the CLI exits with status 2,
 prints exactly one line on stderr (``anchorad: error: <file or option>: <problem>``) that
 names the offending file (or option) and the problem, prints no traceback, and writes
 nothing: no output bundle / cohort / run folder, no half-written or temporary file, and no

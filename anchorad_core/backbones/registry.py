@@ -4,6 +4,12 @@ A backbone config is a JSON dict with a ``"family"`` key (one of :func:`families
 family's constructor arguments. A *preset* is a named config (``brainmvp-uniformer-s``,
 ``brainjepa-demo``...). Users plug another model by writing a config, e.g.
 ``{"family": "hf-text", "model_path": "/models/medgemma"}``.
+
+The registry imports none of the families: each family package registers its class
+(:func:`register_backbone`) and presets (:func:`register_preset`) when it is imported, and
+``anchorad_core/backbones/__init__.py`` imports every family, so the catalogue is complete as
+soon as anything under ``anchorad_core.backbones`` is imported. A name registered twice is
+refused (:class:`~anchorad_core.errors.ConfigError`) instead of silently replacing the first.
 """
 from __future__ import annotations
 
@@ -53,19 +59,16 @@ def register_preset(name: str, config: dict[str, Any], description: str = "") ->
 
 def families() -> dict[str, type[ModalityBackbone]]:
     """All registered families by name."""
-    _import_families()
     return dict(_FAMILIES)
 
 
 def presets() -> dict[str, dict[str, Any]]:
     """All registered presets: name -> ``{"config": ..., "description": ...}``."""
-    _import_families()
     return copy.deepcopy(_PRESETS)
 
 
 def resolve_config(spec: "str | dict[str, Any]") -> dict[str, Any]:
     """Turn a preset name or a config dict (possibly ``{"preset": name, **overrides}``) into a config."""
-    _import_families()
     if isinstance(spec, str):
         spec = {"preset": spec}
     spec = dict(spec)
@@ -102,17 +105,4 @@ def build_backbone(
     cls = _FAMILIES[config["family"]]
     kwargs = {k: v for k, v in config.items() if k != "family"}
     return cls.from_config(kwargs, base_dir=base_dir, load_weights=load_weights)  # type: ignore[attr-defined]
-
-
-_loaded = False
-
-
-def _import_families() -> None:
-    """Import the family modules so that they register themselves."""
-    global _loaded
-    if _loaded:
-        return
-    from . import brainjepa, hf_text, nucleotide_transformer, uniformer3d  # noqa: F401
-
-    _loaded = True
 

@@ -12,7 +12,7 @@
   transformer layers. A layer over ``s`` tokens (its own plus the ``E`` appended ``H_a``
   tokens, per sequence, ``n`` sequences per subject) keeps ``B·n·s·a`` bytes, with ``a`` per
   token counted from the layer's modules (frozen weights need no input for their gradient;
-  measured against autograd's saved tensors in ``tests/test_plan.py``)::
+  measured against autograd's saved tensors in ``tests/unit/test_plan.py``)::
 
       a = Σ_norms (4h + 4 if RMSNorm (float32 upcast) else 2h + 8)
         + Σ_LoRA'd linears (4·d_in + 4r, + d_in·m with LoRA dropout)      # float32 input copy, A·x, mask
