@@ -211,6 +211,7 @@ def _predict(args: argparse.Namespace, progress: Progress) -> int:
     session.open_subject(args.subject, preview=False)
     for modality, value in overrides.items():
         session.set_override(modality, value)
+    session.read_inputs()  # errors in the subject's files: one line, before any progress
     if args.explain:
         diagnosis = drive(session.diagnose(), progress).diagnosis
         explanation = drive(session.explain(args.steps, args.max_steps), progress)

@@ -69,7 +69,7 @@ class Diagnosis:
     @property
     def label(self) -> str:
         """The aggregated diagnosis."""
-        return max(self.aggregate_probabilities, key=self.aggregate_probabilities.get)
+        return max(self.aggregate_probabilities, key=lambda label: self.aggregate_probabilities[label])
 
     @property
     def confidence(self) -> float:

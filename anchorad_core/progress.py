@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Callable, Generator, Protocol, TypeVar
+from typing import Any, Callable, Generator, Protocol, TextIO, TypeVar
 
 from .errors import CancelledError
 
@@ -137,7 +137,7 @@ class TqdmSink:
     """A :class:`ProgressSink` that shows one tqdm bar per stage (used by the CLI)."""
 
     def __init__(self, disable: bool = False) -> None:
-        self._bars: dict[str, object] = {}
+        self._bars: dict[str, Any] = {}  # stage -> tqdm bar
         self.disable = disable
 
     def __call__(self, stage: str, done: int, total: int) -> None:
@@ -168,7 +168,7 @@ class LogSink:
     when it completes; updates in between are dropped.
     """
 
-    def __init__(self, stream: "object | None" = None) -> None:
+    def __init__(self, stream: "TextIO | None" = None) -> None:
         import sys
 
         self.stream = stream if stream is not None else sys.stderr
@@ -185,11 +185,11 @@ class LogSink:
             self._started[stage] = now
             self._finished.discard(stage)
             if done < total:
-                print(f"{stage}: started ({total} steps)", file=self.stream, flush=True)  # type: ignore[call-overload]
+                print(f"{stage}: started ({total} steps)", file=self.stream, flush=True)
         if done >= total:
             start = self._started.pop(stage)
             self._finished.add(stage)
-            print(f"{stage}: done in {now - start:.1f} s", file=self.stream, flush=True)  # type: ignore[call-overload]
+            print(f"{stage}: done in {now - start:.1f} s", file=self.stream, flush=True)
 
     def close(self) -> None:
         """Nothing to close (kept for the :class:`TqdmSink` interface)."""

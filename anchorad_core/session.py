@@ -301,6 +301,7 @@ class Session:
         self._result: DiagnosisResult | None = None
         self._explanation: "SubjectExplanation | None" = None
         self._later_run = ""  # "cancelled" / "failed": a diagnosis after the result did not finish
+        self._read: tuple[dict[str, Any], tuple[str, str, str], Any] | None = None  # read_inputs()
 
     # ------------------------------------------------------------------ subject
     def open_subject(self, folder: "str | Path", *, preview: bool = True) -> OpenedSubject:
@@ -317,6 +318,7 @@ class Session:
         """Make an already read subject current (``None``: none); edits and results are cleared."""
         self.subject = opened
         self._overrides = {}
+        self._read = None
         self.set_result(None)
 
     @property
@@ -427,6 +429,22 @@ class Session:
         self._pipeline = DiagnosisPipeline(self._bundle[0], device=self._bundle[1], dtype=self._bundle[2])
         return self._pipeline
 
+    def read_inputs(self) -> Any:
+        """Read and preprocess the subject's inputs for the chosen model now; returns the ``Subject``.
+
+        Errors in the inputs are raised here, before any progress is reported (the CLI prints
+        one line for them); the next :meth:`diagnose` of the same inputs uses what was read.
+        """
+        if self.folder is None:
+            raise InputDataError("open a subject folder first")
+        pipeline = self.pipeline()
+        inputs = self.current_inputs()
+        subject = pipeline.load_subject(self.folder, overrides=self.overrides() or None)
+        key = self.bundle_key
+        assert key is not None  # pipeline() raised otherwise
+        self._read = (inputs, key, subject)
+        return subject
+
     # ------------------------------------------------------------------ results and staleness
     @property
     def result(self) -> DiagnosisResult | None:
@@ -523,7 +541,11 @@ class Session:
             pipeline = self.pipeline()
             yield Step(DIAGNOSIS_STAGE, 1, total, "reading the subject")
             _check(cancel)
-            subject = pipeline.load_subject(folder, overrides=overrides or None)
+            read, self._read = self._read, None
+            if read is not None and read[0] == inputs and read[1] == key:
+                subject = read[2]
+            else:
+                subject = pipeline.load_subject(folder, overrides=overrides or None)
             runner = pipeline.run(subject, return_outputs=outputs)
             while True:
                 try:

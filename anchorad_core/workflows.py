@@ -281,6 +281,7 @@ def report_subject(
     session = Session()
     session.use_pipeline(pipeline)
     session.open_subject(subject_dir, preview=False)
+    session.read_inputs()  # errors in the subject's files before any progress
     result = drive(session.diagnose(), progress)
     explanation = drive(session.explain(n_steps or DEFAULT_N_STEPS, max_steps or MAX_N_STEPS), progress)
     if explain_dir is not None:

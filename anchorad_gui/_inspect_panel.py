@@ -18,9 +18,14 @@ switching rounds or maps updates them in place. Their names say which round and 
 they show (``AnchorAD sMRI map: fMRI round, Q-former attention (sMRI queries)``), and so does
 the caption on the canvas; both are marked ``[STALE]`` once the inputs change or a later run
 is cancelled. A job that fails says why here and leaves the panel usable (**Retry**).
+
+The attention and the attributions are the core session's
+(:meth:`~anchorad_core.session.Session.explain_attention`,
+:meth:`~anchorad_core.session.Session.explain_round`), run in workers; this panel shows them.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from qtpy.QtCore import Qt
@@ -36,31 +41,25 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._explain import MapChoice, attention_job, attribution_job, is_explanation, map_choices
+from anchorad_core import NEAR_UNIFORM_RULE, Modality, relative_map
+from anchorad_core.session import DEFAULT_IG_STEPS
+
+from ._explain import MapChoice, is_explanation, map_choices
 from ._map_layers import FMRI_ROLE, SMRI_ROLE, overlay_caption, roi_map_layer, volume_map_layer
+from ._panel import AnchorADPanel
 from ._plots import PlotCanvas
-from ._session import session_for
-from ._style import BAD_COLOR, MUTED_COLOR, WARN_COLOR, heading
+from ._style import BAD_COLOR, MUTED_COLOR, heading
 from ._word_html import note_html
-from ._workers import start_job
 
 __all__ = ["InspectPanel"]
 
-#: Integrated Gradients steps the panel starts from (the core doubles them, up to its cap, until
-#: the convergence delta is within its bound).
-DEFAULT_IG_STEPS = 16
 
-
-class InspectPanel(QWidget):
+class InspectPanel(AnchorADPanel):
     """The Inspect dock widget (see the module docstring)."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        self.session = session_for(napari_viewer)
-        self.worker: Any = None
+        super().__init__(napari_viewer, "anchorad_inspect_panel", parent)
         self._updating = False
-        self.setObjectName("anchorad_inspect_panel")
 
         self.round_combo = QComboBox()
         self.round_combo.currentIndexChanged.connect(self._round_changed)
@@ -79,10 +78,7 @@ class InspectPanel(QWidget):
         self.retry_button = QPushButton("Retry reading the attention")
         self.retry_button.setVisible(False)
         self.retry_button.clicked.connect(self.read_attention)
-        self.stale_label = QLabel("")
-        self.stale_label.setWordWrap(True)
-        self.stale_label.setStyleSheet(f"color: {WARN_COLOR};")
-        self.stale_label.setVisible(False)
+        self.stale_label = self.make_stale_label()
         self.attention_error = ""  # why reading the attention failed (empty: it did not)
         self.attention_worker: Any = None
         ig_row = QHBoxLayout()
@@ -95,9 +91,7 @@ class InspectPanel(QWidget):
         form.addRow("Anchor round", self.round_combo)
         form.addRow("Map", self.map_combo)
 
-        self.info_label = QLabel("")
-        self.info_label.setWordWrap(True)
-        self.info_label.setTextFormat(Qt.RichText)
+        self.info_label = self.rich_label()
         self.plot = PlotCanvas()
         self.note_view = QTextEdit()
         self.note_view.setReadOnly(True)
@@ -148,11 +142,7 @@ class InspectPanel(QWidget):
         self.retry_button.setEnabled(not self.session.busy)
 
     def _show_stale(self) -> None:
-        reasons = self.session.stale_reasons()
-        self.stale_label.setText("&#9888; Stale: " + "; ".join(reasons) + ". Run the diagnosis again."
-                                 if reasons else "")
-        self.stale_label.setTextFormat(Qt.RichText)
-        self.stale_label.setVisible(bool(reasons))
+        self.show_stale(self.stale_label, "Run the diagnosis again.")
         self._show_caption()
 
     # ------------------------------------------------------------------ diagnosis -> rounds
@@ -198,9 +188,9 @@ class InspectPanel(QWidget):
                                         f"{_html(self.attention_error)}</span>")
             self._update_buttons()
 
-        self.attention_worker = start_job(self.session, attention_job, result, desc="AnchorAD attention",
-                                          on_return=lambda ex: self._attention_ready(result, ex),
-                                          on_done=_done, what="attention")
+        self.attention_worker = self.start(self.core.explain_attention, desc="AnchorAD attention",
+                                           on_return=lambda ex: self._attention_ready(result, ex),
+                                           on_done=_done, what="attention")
         self._update_buttons()
         return self.attention_worker
 
@@ -268,8 +258,6 @@ class InspectPanel(QWidget):
                 self.plot.clear("Reading the attention...")
             return
         record = ex.round(anchor)
-        from anchorad_core.modality import Modality
-
         anchor_title = Modality.parse(anchor).title
         if choice.kind == "attention":
             self._show_attention(record, choice, anchor_title)
@@ -334,8 +322,6 @@ class InspectPanel(QWidget):
                                + html.escape(text).replace("\n", "<br>"))
 
     def _show_attention(self, record: Any, choice: MapChoice, anchor_title: str) -> None:
-        from anchorad_core.modality import Modality
-
         block = record.attention.get(choice.block)
         if block is None:
             self._set_overlays()
@@ -355,8 +341,6 @@ class InspectPanel(QWidget):
             self.info_label.setText(f"Cross-modal queries' attention per auxiliary block: {shares}.<br>{line}.")
             self._plain_note("Choose the clinical-text queries to highlight words.")
             return
-        from anchorad_core.explain.attention import NEAR_UNIFORM_RULE, relative_map
-
         aux = Modality.parse(choice.block)
         desc = f"{anchor_title} round, {aux.title} queries (Q-former attention, weight / uniform)"
         uni = block.uniformity
@@ -404,8 +388,6 @@ class InspectPanel(QWidget):
             f"{_html(figures)}: {verdict}.")
 
     def _show_attribution(self, record: Any, anchor_title: str) -> None:
-        from anchorad_core.modality import Modality
-
         att = record.attribution
         if att is None:
             self._set_overlays()
@@ -450,10 +432,8 @@ class InspectPanel(QWidget):
             return None
         self.info_label.setText("Computing Integrated Gradients...")
 
-        def _ready(attribution: Any) -> None:
+        def _ready(attribution: Any) -> None:  # the core stored it in the explanation
             if self.session.result is result and self.session.explanation is ex:
-                ex.round(anchor).attribution = attribution
-                ex.n_steps = attribution.requested_steps or attribution.n_steps
                 self.session.explanation_changed.emit()
 
         def _done(outcome: Any) -> None:
@@ -465,15 +445,11 @@ class InspectPanel(QWidget):
                                         f"{_html(outcome.reason)}</span>")
             self._update_buttons()
 
-        self.worker = start_job(self.session, attribution_job, result, ex, anchor, self.steps_spin.value(),
-                                desc="AnchorAD attribution", on_return=_ready, on_done=_done, what="attribution")
+        self.worker = self.start(partial(self.core.explain_round, anchor, self.steps_spin.value()),
+                                 desc="AnchorAD attribution", on_return=_ready, on_done=_done, what="attribution")
         self._update_buttons()
         return self.worker
 
-    def cancel(self) -> None:
-        """Stop the attribution (takes effect when the current computation returns)."""
-        if self.worker is not None:
-            self.worker.quit()
 
 
 def _html(text: str) -> str:
