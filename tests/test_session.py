@@ -201,3 +201,21 @@ def test_editing_inputs_or_the_model_marks_the_diagnosis_stale(explain_bundle):
 
     session.open_subject(complete_subject_dir(cohort))  # (re)opening a subject clears everything
     assert session.result is None and session.explanation is None and session.overrides() == {}
+
+
+@slow
+def test_the_cli_report_goes_through_the_session_and_logs_a_line_per_stage(explain_bundle, tmp_path, capsys):
+    from anchorad_core.cli import main
+
+    bundle, cohort = explain_bundle
+    out = tmp_path / "report.pdf"
+    code = main(["report", "--bundle", str(bundle), "--subject", str(complete_subject_dir(cohort)), "--out", str(out),
+                 "--steps", "2", "--max-steps", "2", "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert out.read_bytes()[:5] == b"%PDF-" and f"report written to {out}" in captured.out
+    progress = [line for line in captured.err.splitlines() if not line.startswith("IG ")]
+    stages = [line.split(":")[0] for line in progress]
+    # stderr is not a terminal here: one line when a stage starts, one when it is done, nothing per step
+    assert stages == ["diagnosis", "diagnosis", "explanation", "explanation", "report", "report"], captured.err
+    assert all(line.endswith(" steps)") or " done in " in line for line in progress)
