@@ -1,66 +1,30 @@
-"""One subject's work, the same for the CLI and the GUI: subject, model, diagnosis, explanations, report.
+"""The :class:`Session`: a subject, a model, the diagnosis and its explanations, and the jobs on them.
 
-A :class:`Session` holds
-
-* the **subject**: a folder (:meth:`Session.open_subject`) and the edits of its clinical note
-  and genetics text (:meth:`Session.edit_note`, :meth:`Session.edit_genetics`), which replace
-  the files for the next diagnosis;
-* the **model**: a bundle, device and dtype (:meth:`Session.load_bundle`); loaded pipelines are
-  kept in a :class:`PipelineCache` (the GUI shares :data:`PIPELINES` between viewers);
-* the last **diagnosis** (:attr:`Session.result`) and its **explanations**
-  (:attr:`Session.explanation`).
-
-The long jobs are generators that yield :class:`~anchorad_core.progress.Step` before each
-stage and return their result (run one with :func:`~anchorad_core.progress.drive`, or step
-through it in a worker thread): :meth:`Session.diagnose`, :meth:`Session.explain_attention`,
-:meth:`Session.explain_round`, :meth:`Session.explain` and :meth:`Session.write_report`. Each
-takes a :class:`~anchorad_core.progress.CancelToken`, checked between stages. A job commits
-its result to the session only when it completes, so a job that is cancelled or fails (or is
-simply not resumed) leaves the session as it was and never a half-written report.
-
-**Reuse and stale results.** A diagnosis is reused by the explanation and report jobs, and an
-explanation by the report, as long as nothing it was computed from changed;
-:meth:`Session.stale_reasons` says what changed: another subject, the note, the genetics, the
-bundle / device / dtype, or a later run of the diagnosis that was cancelled or failed. A stale
-diagnosis is kept (the GUI shows it, marked stale) but is not reused.
-
-No Qt here: ``anchorad_gui`` drives these generators in napari workers and imports from
-:mod:`anchorad_core` only this module and the package's top-level names.
+See :mod:`anchorad_core.session` for the whole picture (reuse, stale rules, cancelling).
 """
 from __future__ import annotations
 
-import gzip
-import re
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generator
 
-from . import device as _device
-from .errors import AnchorADError, CancelledError, ConfigError, InputDataError
-from .modality import ALL_MODALITIES, Modality
-from .progress import CancelToken, Step
+from ..errors import CancelledError, ConfigError, InputDataError
+from ..modality import ALL_MODALITIES, Modality
+from ..progress import CancelToken, Step
+from .models import PipelineCache, pipeline_key
+from .subject import OpenedSubject, describe_genetics, read_subject, subject_inputs
 
 if TYPE_CHECKING:
-    from .data import SubjectFiles
-    from .explain.attributions import RoundAttribution
-    from .explain.subject import SubjectExplanation
-    from .inference import DiagnosisPipeline
+    from ..explain.attributions import RoundAttribution
+    from ..explain.subject import SubjectExplanation
+    from ..inference import DiagnosisPipeline
 
-__all__ = [
-    "Session", "Step", "CancelToken", "DiagnosisResult", "OpenedSubject", "PipelineCache", "PIPELINES",
-    "pipeline_key", "read_subject", "subject_inputs", "describe_genetics", "describe_note",
-    "available_devices", "dtype_supported", "DTYPES", "DEFAULT_IG_STEPS", "MAX_IG_STEPS",
-]
+__all__ = ["Session", "DiagnosisResult", "DEFAULT_IG_STEPS", "MAX_IG_STEPS"]
 
-#: The dtypes a model can run in.
-DTYPES = ("float32", "bfloat16", "float16")
 #: Integrated Gradients steps an explanation starts from, and the cap of their doubling.
 DEFAULT_IG_STEPS = 16
 MAX_IG_STEPS = 128
-#: Largest genetics file read into :attr:`OpenedSubject.genetics_text`.
-MAX_PREFILL_BYTES = 2_000_000
 
 #: Stage names of the session's steps (a log prints one line per stage).
 DIAGNOSIS_STAGE = "diagnosis"
@@ -71,198 +35,6 @@ REPORT_STAGE = "report"
 _EDITABLE = {"clinical": "the clinical note", "genetics": "the genetics"}
 
 
-# ---------------------------------------------------------------------------------------- devices
-def available_devices() -> list[str]:
-    """The device names offered on this machine (``auto`` first)."""
-    return list(_device.available_devices())
-
-
-def dtype_supported(device: str, dtype: str) -> bool:
-    """Whether ``dtype`` runs on ``device`` here."""
-    return bool(_device.dtype_supported(device, dtype))
-
-
-# ---------------------------------------------------------------------------------------- pipelines
-def pipeline_key(bundle: "str | Path", device: str, dtype: str) -> tuple[str, str, str]:
-    """Cache key of a loaded model: resolved bundle folder, device name, dtype name."""
-    return (str(Path(bundle).expanduser().resolve()), str(device or "auto"), str(dtype or "float32"))
-
-
-class PipelineCache:
-    """``(bundle, device, dtype)`` -> :class:`~anchorad_core.inference.DiagnosisPipeline`, thread-safe.
-
-    Loading a bundle (hash check, backbones, adapters) is the slow part of a first diagnosis;
-    going through subjects with one model must not pay it again.
-
-    Parameters
-    ----------
-    max_size : int
-        Pipelines kept at once (the least recently used is dropped first).
-    """
-
-    def __init__(self, max_size: int = 2) -> None:
-        self.max_size = max_size
-        self._items: dict[tuple[str, str, str], DiagnosisPipeline] = {}
-        self._lock = threading.Lock()
-        self.loads = 0  # how many bundles were loaded (for tests and status lines)
-
-    def __contains__(self, key: object) -> bool:
-        with self._lock:
-            return key in self._items
-
-    def get(self, bundle: "str | Path", device: str = "auto", dtype: str = "float32") -> "DiagnosisPipeline":
-        """The pipeline for this key, loading the bundle on first use (may take seconds)."""
-        from .inference import DiagnosisPipeline
-
-        key = pipeline_key(bundle, device, dtype)
-        with self._lock:
-            if key in self._items:
-                pipeline = self._items.pop(key)
-                self._items[key] = pipeline  # most recently used last
-                return pipeline
-        pipeline = DiagnosisPipeline(key[0], device=key[1], dtype=key[2])
-        with self._lock:
-            self._items[key] = pipeline
-            self.loads += 1
-            while len(self._items) > self.max_size:
-                self._items.pop(next(iter(self._items)))
-        return pipeline
-
-    def clear(self) -> None:
-        """Drop every loaded pipeline."""
-        with self._lock:
-            self._items.clear()
-
-
-#: The process-wide cache (the GUI's sessions share it).
-PIPELINES = PipelineCache()
-
-
-# ---------------------------------------------------------------------------------------- subject
-@dataclass
-class OpenedSubject:
-    """A subject folder as opened: its files and their text (cheap; no preprocessing)."""
-
-    folder: Path
-    files: "SubjectFiles | None" = None  # None: not looked at (the CLI leaves it to the diagnosis)
-    clinical_text: str | None = None  # the note (rendered from the structured fields when there are)
-    genetics_text: str | None = None  # the genetics file as text, when it is a small text file
-    genetics_note: str = ""  # why genetics_text is None although a file exists
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def subject_id(self) -> str:
-        """The folder name (``sub-...``)."""
-        return self.folder.name
-
-    def has(self, modality: "Modality | str") -> bool:
-        """Whether the folder has a file of ``modality`` (``True`` when the files were not looked at)."""
-        return self.files is None or bool(self.files.has(Modality.parse(modality)))
-
-
-def read_subject(folder: "str | Path") -> OpenedSubject:
-    """Find a subject's files and read its clinical text and genetics text (no preprocessing).
-
-    Raises
-    ------
-    InputDataError
-        Not a folder, or no AnchorAD data in it, or an unreadable clinical file.
-    """
-    from .data import find_subject_files, read_clinical
-
-    folder = Path(folder).expanduser()
-    files = find_subject_files(folder)
-    if not any(files.has(m) for m in ALL_MODALITIES):
-        raise InputDataError(
-            "not an AnchorAD subject folder: no anat/*_T1w.nii[.gz], func/, clinical/ or genetics/ files found",
-            folder,
-        )
-    warnings = list(files.warnings)
-    clinical = None
-    if files.clinical_note is not None or files.clinical_json is not None or files.clinical_fields:
-        clinical = read_clinical(files.clinical_note, files.clinical_json, warnings,  # a session: its table row too
-                                 table_fields=files.clinical_fields, table_path=files.clinical_table)
-    genetics, note = None, ""
-    if files.genetics is not None:
-        path = files.genetics
-        if path.stat().st_size > MAX_PREFILL_BYTES:
-            note = f"{path.name} is large; it is used as is (paste text to replace it)"
-        else:
-            try:
-                raw = gzip.open(path).read() if path.name.lower().endswith(".gz") else path.read_bytes()
-                genetics = raw.decode("utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                note = f"{path.name} could not be shown as text ({exc}); it is used as is"
-    return OpenedSubject(folder, files, clinical, genetics, note, warnings)
-
-
-def describe_genetics(text: str) -> tuple[bool, str, list[str]]:
-    """Check pasted genetics text with the core parser.
-
-    Returns
-    -------
-    ok : bool
-    message : str
-        What was understood (``APOE genotype E3/E4 -> 2 sequences of 581 bases``) or the problem.
-    warnings : list of str
-    """
-    from .data import parse_apoe_genotype, parse_genetics_text
-
-    stripped = (text or "").strip()
-    if not stripped:
-        return True, "empty: genetics will be treated as missing", []
-    warnings: list[str] = []
-    try:
-        sequences = parse_genetics_text(stripped, warnings=warnings)
-    except AnchorADError as exc:
-        return False, exc.problem, warnings
-    except Exception as exc:  # a parser bug must not break typing
-        return False, f"{type(exc).__name__}: {exc}", warnings
-    lengths = sorted({len(s) for s in sequences})
-    size = f"{lengths[0]} bases" if len(lengths) == 1 else f"{lengths[0]}-{lengths[-1]} bases"
-    plural = "s" if len(sequences) != 1 else ""
-    if stripped.startswith(">"):
-        kind = "FASTA"
-    elif stripped.startswith("##fileformat=VCF") or stripped.startswith("#CHROM"):
-        kind = "VCF"
-    else:
-        kind = "DNA"
-        if len(stripped) <= 40 and re.search(r"[234]", stripped):
-            try:
-                genotype = parse_apoe_genotype(stripped)
-                kind = f"APOE genotype {_genotype_text(genotype)}"
-            except AnchorADError:
-                pass
-    return True, f"{kind} -> {len(sequences)} sequence{plural} of {size}", warnings
-
-
-def _genotype_text(genotype: Any) -> str:
-    if isinstance(genotype, (tuple, list)):
-        return "/".join(f"E{str(a).lstrip('eE')}" for a in genotype)
-    return str(genotype)
-
-
-def describe_note(text: str) -> tuple[bool, str]:
-    """Check a typed clinical note: ``(ok, "N words" or the problem)``."""
-    from .data.clinical import check_note_text
-
-    stripped = (text or "").strip()
-    if not stripped:
-        return True, "empty: clinical text will be treated as missing"
-    try:
-        check_note_text(stripped)
-    except AnchorADError as exc:
-        return False, exc.problem
-    return True, f"{len(stripped.split())} words"
-
-
-def subject_inputs(folder: "str | Path | None", overrides: "dict[str, Any] | None") -> dict[str, Any]:
-    """What a diagnosis is computed from (folder and edited inputs), comparable with ``==``."""
-    return {"folder": str(Path(folder).expanduser().resolve()) if folder is not None else None,
-            "overrides": dict(overrides or {})}
-
-
-# ---------------------------------------------------------------------------------------- results
 @dataclass
 class DiagnosisResult:
     """A finished diagnosis and what produced it."""
@@ -418,7 +190,7 @@ class Session:
 
     def pipeline(self) -> "DiagnosisPipeline":
         """The chosen model, loaded on first use."""
-        from .inference import DiagnosisPipeline
+        from ..inference import DiagnosisPipeline
 
         if self._bundle is None:
             raise ConfigError("choose a model bundle first")
@@ -597,14 +369,15 @@ class Session:
         result = self._require_result()
         anchor = Modality.parse(anchor)
         explanation = self._explanation
+        total = 1 if explanation is not None else 2
         if explanation is None:
-            yield Step(EXPLANATION_STAGE, 0, 2, "Q-former attention of every round")
+            yield Step(EXPLANATION_STAGE, 0, total, "Q-former attention of every round")
             _check(cancel)
             explanation = self._attention(result)
         done = explanation.round(anchor).attribution
         if done is not None and done.requested_steps == int(n_steps):
             return done
-        yield Step(EXPLANATION_STAGE, 0, 1,
+        yield Step(EXPLANATION_STAGE, total - 1, total,
                    f"Integrated Gradients of the {anchor.title} round ({int(n_steps)} steps)")
         _check(cancel)
         return self._attribute(result, explanation, anchor, n_steps, max_steps)
@@ -631,7 +404,7 @@ class Session:
 
     def _attention(self, result: DiagnosisResult) -> "SubjectExplanation":
         """Compute the attention explanation of ``result``; stored when ``result`` is still current."""
-        from .explain import subject as explain_module
+        from ..explain import subject as explain_module
 
         diagnosis, explanation = explain_module.explain_subject(result.pipeline, result.subject, attributions=False,
                                                                 diagnosis=result.diagnosis)
@@ -646,7 +419,7 @@ class Session:
         """The one Integrated Gradients call of the session; stored when ``explanation`` is still current."""
         import torch
 
-        from .explain import attributions
+        from ..explain import attributions
 
         d = result.diagnosis
         labels = list(d.labels)
@@ -676,8 +449,8 @@ class Session:
         Raises :class:`~anchorad_core.report.ReportExistsError` at once if ``path`` exists
         and ``force`` is false.
         """
-        from . import report
-        from .report.writer import check_writable
+        from .. import report
+        from ..report.writer import check_writable
 
         path = check_writable(path, force)
         result = self._require_result()
