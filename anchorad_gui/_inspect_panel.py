@@ -265,46 +265,16 @@ class InspectPanel(AnchorADPanel):
             self._show_attribution(record, anchor_title)
 
     def _set_overlays(self, smri: Any = None, fmri: Any = None) -> None:
-        """Update (or hide) the two overlay layers; ``smri``/``fmri`` are ``(data, kwargs, caption)``."""
-        viewer = self.viewer
-        for role, value in ((SMRI_ROLE, smri), (FMRI_ROLE, fmri)):
-            if value is not None:
-                self.session.set_overlay(role, value[2], value[0], value[1])
-            else:
-                layer = self.session.overlay(role)
-                if layer is not None:
-                    layer.visible = False
-        # keep the maps on top of the anatomy, and the shown map selected (its controls at hand)
-        for role in (FMRI_ROLE, SMRI_ROLE):
-            layer = self.session.overlay(role)
-            if layer is not None:
-                index = viewer.layers.index(layer)
-                if index != len(viewer.layers) - 1:
-                    viewer.layers.move(index, len(viewer.layers))
-        shown = [self.session.overlay(r) for r, v in ((SMRI_ROLE, smri), (FMRI_ROLE, fmri))
-                 if v is not None and v[1].get("visible", True)]
-        if shown:
-            viewer.layers.selection.active = shown[0]
+        """Show these overlays (``(data, kwargs, caption)`` each; ``None`` hides that one) and the caption."""
+        self.session.layers.show_overlays({SMRI_ROLE: smri, FMRI_ROLE: fmri})
         self._show_caption()
 
     def _show_caption(self) -> None:
-        """The canvas caption: which round and map each visible overlay shows (and whether it is stale)."""
-        viewer = self.viewer
-        overlay = getattr(viewer, "text_overlay", None)
-        if overlay is None:
-            return
-        lines = [layer.name for layer in (self.session.overlay(SMRI_ROLE), self.session.overlay(FMRI_ROLE))
-                 if layer is not None and layer.visible]
-        try:
-            overlay.text = "\n".join(lines)
-            overlay.visible = bool(lines)
-        except Exception:  # the caption is cosmetic
-            pass
+        self.session.layers.show_caption((SMRI_ROLE, FMRI_ROLE))
 
     def caption(self) -> str:
         """The canvas caption's text (empty when no overlay is shown)."""
-        overlay = getattr(self.viewer, "text_overlay", None)
-        return str(overlay.text) if overlay is not None and overlay.visible else ""
+        return self.session.layers.caption()
 
     def _note_base(self) -> tuple[int, int, int]:
         color = self.note_view.palette().base().color()

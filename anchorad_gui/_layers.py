@@ -107,6 +107,49 @@ class ViewerLayers:
         self.name_overlay(layer)
         return layer
 
+    def show_overlays(self, overlays: "dict[str, tuple[Any, dict[str, Any], str] | None]") -> None:
+        """Update the overlays of these roles in place (``(data, kwargs, caption)``) or hide them (``None``).
+
+        The maps stay on top of the anatomy, and the first one shown is selected (its controls at hand).
+        """
+        viewer = self.viewer
+        if viewer is None:
+            return
+        for role, value in overlays.items():
+            if value is not None:
+                self.set_overlay(role, value[2], value[0], value[1])
+            else:
+                layer = self.overlay(role)
+                if layer is not None:
+                    layer.visible = False
+        for role in reversed(list(overlays)):
+            layer = self.overlay(role)
+            if layer is not None:
+                index = viewer.layers.index(layer)
+                if index != len(viewer.layers) - 1:
+                    viewer.layers.move(index, len(viewer.layers))
+        shown = [self.overlay(role) for role, value in overlays.items()
+                 if value is not None and value[1].get("visible", True)]
+        if shown:
+            viewer.layers.selection.active = shown[0]
+
+    def show_caption(self, roles: "tuple[str, ...]" = OVERLAY_ROLES) -> None:
+        """The canvas caption: the name of each visible overlay (what it shows, whether it is stale)."""
+        overlay = getattr(self.viewer, "text_overlay", None)
+        if overlay is None:
+            return
+        lines = [layer.name for layer in (self.overlay(role) for role in roles) if layer is not None and layer.visible]
+        try:
+            overlay.text = "\n".join(lines)
+            overlay.visible = bool(lines)
+        except Exception:  # the caption is cosmetic
+            pass
+
+    def caption(self) -> str:
+        """The canvas caption's text (empty when none is shown)."""
+        overlay = getattr(self.viewer, "text_overlay", None)
+        return str(overlay.text) if overlay is not None and overlay.visible else ""
+
     def remove_layers(self, role_prefix: str = "") -> None:
         """Remove AnchorAD layers whose role starts with ``role_prefix`` (default: all of them)."""
         viewer = self.viewer
