@@ -50,7 +50,31 @@ class DiagnosePanel(AnchorADPanel):
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(napari_viewer, "anchorad_diagnose_panel", parent)
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading("Model"))
+        layout.addLayout(self._model_section())
+        layout.addLayout(self._run_section())
+        layout.addWidget(heading("Result"))
+        for widget in self._result_section():
+            layout.addWidget(widget)
+        layout.addStretch(1)
 
+        from ._demo import demo_bundle_dir
+
+        demo = demo_bundle_dir()
+        if demo is not None:
+            self.set_bundle(demo, note="shipped demo bundle (trained on SYNTHETIC demo data)")
+        self.session.subject_changed.connect(self._subject_changed)
+        self.session.diagnosis_changed.connect(self.show_result)
+        self.session.stale_changed.connect(self.show_result)
+        self.session.busy_changed.connect(lambda _: self._update_buttons())
+        self._update_buttons()
+        self._device_changed(self.device_combo.currentText())
+        self.show_result()
+
+    # ------------------------------------------------------------------ sections
+    def _model_section(self) -> QFormLayout:
+        """Bundle folder (with its note), device and dtype."""
         self.bundle_edit = QLineEdit()
         self.bundle_edit.setPlaceholderText("a model bundle folder (with bundle.json)")
         self.bundle_edit.textChanged.connect(self._update_buttons)
@@ -62,6 +86,7 @@ class DiagnosePanel(AnchorADPanel):
         self.bundle_note = QLabel("")
         self.bundle_note.setStyleSheet(f"color: {MUTED_COLOR};")
         self.bundle_note.setWordWrap(True)
+        self.bundle_note.setVisible(False)
 
         self.device_combo = QComboBox()
         self.device_combo.addItems(available_devices())
@@ -79,7 +104,10 @@ class DiagnosePanel(AnchorADPanel):
         hw.addWidget(QLabel("dtype"))
         hw.addWidget(self.dtype_combo, 1)
         form.addRow("Device", hw)
+        return form
 
+    def _run_section(self) -> QVBoxLayout:
+        """Run and Cancel, and the status line."""
         self.run_button = QPushButton("Run diagnosis")
         self.run_button.setObjectName("anchorad_run")
         self.run_button.clicked.connect(self.run)
@@ -91,7 +119,13 @@ class DiagnosePanel(AnchorADPanel):
         buttons.addWidget(self.cancel_button, 1)
         self.status_label = QLabel("Open a subject, then run.")
         self.status_label.setWordWrap(True)
+        section = QVBoxLayout()
+        section.addLayout(buttons)
+        section.addWidget(self.status_label)
+        return section
 
+    def _result_section(self) -> list[QWidget]:
+        """The stale warning, the summary, the table of rounds, what was missing, the research note."""
         self.stale_label = self.make_stale_label()
         self.stale_label.setObjectName("anchorad_stale")
         self.summary_label = self.rich_label()
@@ -103,33 +137,7 @@ class DiagnosePanel(AnchorADPanel):
         self.missing_label = self.rich_label()
         note = QLabel(RESEARCH_NOTE)
         note.setStyleSheet(f"color: {MUTED_COLOR};")
-
-        layout = QVBoxLayout(self)
-        layout.addWidget(heading("Model"))
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.status_label)
-        layout.addWidget(heading("Result"))
-        layout.addWidget(self.stale_label)
-        layout.addWidget(self.summary_label)
-        layout.addWidget(self.table)
-        layout.addWidget(self.missing_label)
-        layout.addWidget(note)
-        layout.addStretch(1)
-        self.bundle_note.setVisible(False)
-
-        from ._demo import demo_bundle_dir
-
-        demo = demo_bundle_dir()
-        if demo is not None:
-            self.set_bundle(demo, note="shipped demo bundle (trained on SYNTHETIC demo data)")
-        self.session.subject_changed.connect(self._subject_changed)
-        self.session.diagnosis_changed.connect(self.show_result)
-        self.session.stale_changed.connect(self.show_result)
-        self.session.busy_changed.connect(lambda _: self._update_buttons())
-        self._update_buttons()
-        self._device_changed(self.device_combo.currentText())
-        self.show_result()
+        return [self.stale_label, self.summary_label, self.table, self.missing_label, note]
 
     # ------------------------------------------------------------------ choices
     def _device_changed(self, device: str) -> None:

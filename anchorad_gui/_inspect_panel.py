@@ -42,7 +42,7 @@ from qtpy.QtWidgets import (
 )
 
 from anchorad_core import NEAR_UNIFORM_RULE, Modality, relative_map
-from anchorad_core.session import DEFAULT_IG_STEPS
+from anchorad_core.session import DEFAULT_IG_STEPS, MAX_IG_STEPS
 
 from ._explain import MapChoice, is_explanation, map_choices
 from ._map_layers import FMRI_ROLE, SMRI_ROLE, overlay_caption, roi_map_layer, volume_map_layer
@@ -60,60 +60,70 @@ class InspectPanel(AnchorADPanel):
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(napari_viewer, "anchorad_inspect_panel", parent)
         self._updating = False
-
-        self.round_combo = QComboBox()
-        self.round_combo.currentIndexChanged.connect(self._round_changed)
-        self.map_combo = QComboBox()
-        self.map_combo.currentIndexChanged.connect(lambda _: self.refresh())
-        self.steps_spin = QSpinBox()
-        self.steps_spin.setRange(2, 256)
-        self.steps_spin.setValue(DEFAULT_IG_STEPS)
-        self.steps_spin.setToolTip("Integrated Gradients steps to start from (Gauss-Legendre); doubled up to "
-                                   "128 until |delta| <= 5% of |f(x) - f(baseline)|")
-        self.compute_button = QPushButton("Compute attribution")
-        self.compute_button.clicked.connect(self.compute_attribution)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.retry_button = QPushButton("Retry reading the attention")
-        self.retry_button.setVisible(False)
-        self.retry_button.clicked.connect(self.read_attention)
-        self.stale_label = self.make_stale_label()
         self.attention_error = ""  # why reading the attention failed (empty: it did not)
         self.attention_worker: Any = None
-        ig_row = QHBoxLayout()
-        ig_row.addWidget(QLabel("IG steps from"))
-        ig_row.addWidget(self.steps_spin)
-        ig_row.addWidget(self.compute_button, 1)
-        ig_row.addWidget(self.cancel_button)
-
-        form = QFormLayout()
-        form.addRow("Anchor round", self.round_combo)
-        form.addRow("Map", self.map_combo)
-
-        self.info_label = self.rich_label()
-        self.plot = PlotCanvas()
-        self.note_view = QTextEdit()
-        self.note_view.setReadOnly(True)
-        self.note_view.setMinimumHeight(70)
-        self.note_view.setMaximumHeight(150)
 
         layout = QVBoxLayout(self)
         layout.addWidget(heading("Explain an anchor round"))
-        layout.addLayout(form)
-        layout.addLayout(ig_row)
+        layout.addLayout(self._choice_section())
+        layout.addLayout(self._attribution_section())
+        self.retry_button = QPushButton("Retry reading the attention")
+        self.retry_button.setVisible(False)
+        self.retry_button.clicked.connect(self.read_attention)
         layout.addWidget(self.retry_button)
+        self.stale_label = self.make_stale_label()
         layout.addWidget(self.stale_label)
+        self.info_label = self.rich_label()
         layout.addWidget(self.info_label)
+        self.plot = PlotCanvas()
         layout.addWidget(self.plot, 3)
         layout.addWidget(heading("Clinical note"))
-        layout.addWidget(self.note_view, 1)
+        layout.addWidget(self._note_section(), 1)
 
         self.session.diagnosis_changed.connect(self._diagnosis_changed)
         self.session.explanation_changed.connect(self._explanation_changed)
         self.session.busy_changed.connect(lambda _: self._update_buttons())
         self.session.stale_changed.connect(self._show_stale)
         self._diagnosis_changed()
+
+    # ------------------------------------------------------------------ sections
+    def _choice_section(self) -> QFormLayout:
+        """Which anchor round, which map."""
+        self.round_combo = QComboBox()
+        self.round_combo.currentIndexChanged.connect(self._round_changed)
+        self.map_combo = QComboBox()
+        self.map_combo.currentIndexChanged.connect(lambda _: self.refresh())
+        form = QFormLayout()
+        form.addRow("Anchor round", self.round_combo)
+        form.addRow("Map", self.map_combo)
+        return form
+
+    def _attribution_section(self) -> QHBoxLayout:
+        """Integrated Gradients: the steps to start from, Compute and Cancel."""
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(2, 256)
+        self.steps_spin.setValue(DEFAULT_IG_STEPS)
+        self.steps_spin.setToolTip("Integrated Gradients steps to start from (Gauss-Legendre); doubled up to "
+                                   f"{MAX_IG_STEPS} until |delta| <= 5% of |f(x) - f(baseline)|")
+        self.compute_button = QPushButton("Compute attribution")
+        self.compute_button.clicked.connect(self.compute_attribution)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("IG steps from"))
+        row.addWidget(self.steps_spin)
+        row.addWidget(self.compute_button, 1)
+        row.addWidget(self.cancel_button)
+        return row
+
+    def _note_section(self) -> QTextEdit:
+        """The clinical note, with the words a map highlights."""
+        self.note_view = QTextEdit()
+        self.note_view.setReadOnly(True)
+        self.note_view.setMinimumHeight(70)
+        self.note_view.setMaximumHeight(150)
+        return self.note_view
 
     # ------------------------------------------------------------------ state
     @property
