@@ -194,10 +194,12 @@ def _evaluate(args: argparse.Namespace, progress: Progress) -> int:
 def _predict(args: argparse.Namespace, progress: Progress) -> int:
     from .data.clinical import check_note_text, read_note
     from .data.genetics import parse_genetics_text
-    from .inference import DiagnosisPipeline
+    from .progress import drive
+    from .session import Session
 
     _check_options(args)
-    pipeline = DiagnosisPipeline(args.bundle, device=args.device, dtype=args.dtype)
+    session = Session()
+    pipeline = session.load_bundle(args.bundle, device=args.device, dtype=args.dtype)
     overrides = {}
     if args.note is not None:
         # a file is read (and checked) naming the file; typed text is checked naming the option
@@ -206,17 +208,18 @@ def _predict(args: argparse.Namespace, progress: Progress) -> int:
     if args.genetics is not None:
         _option("--genetics", parse_genetics_text, args.genetics, pipeline.preprocess_config)
         overrides["genetics"] = args.genetics
-    subject = pipeline.load_subject(args.subject, overrides=overrides or None)
+    session.open_subject(args.subject, preview=False)
+    for modality, value in overrides.items():
+        session.set_override(modality, value)
+    session.read_inputs()  # errors in the subject's files: one line, before any progress
     if args.explain:
-        from .explain import explain_subject
-
-        diagnosis, explanation = explain_subject(pipeline, subject, n_steps=args.steps, max_steps=args.max_steps,
-                                                 progress=progress)
+        diagnosis = drive(session.diagnose(), progress).diagnosis
+        explanation = drive(session.explain(args.steps, args.max_steps), progress)
         summary = explanation.save(args.explain)
         _print_convergence(explanation)
         print(f"explanation maps written to {Path(args.explain)} (summary: {summary})", file=sys.stderr)
     else:
-        diagnosis = pipeline.diagnose(subject, progress)
+        diagnosis = drive(session.diagnose(outputs=False), progress).diagnosis
     if args.json:
         print(json.dumps(diagnosis.to_dict(), indent=2))
     else:

@@ -3,7 +3,8 @@
 The pipeline loads a bundle once. For a subject it computes each present modality's phase-1
 features once (LoRA off), then runs every anchor round on them (LoRA on, ``H_a`` appended),
 and aggregates the rounds. :meth:`DiagnosisPipeline.run` is a generator that yields a
-:class:`Stage` before each step, so a caller can show progress and stop between steps.
+:class:`~anchorad_core.progress.Step` (stage ``"diagnosis"``) before each step, so a caller can
+show progress and stop between steps.
 """
 from __future__ import annotations
 
@@ -20,16 +21,10 @@ from .device import resolve_device, resolve_dtype
 from .fusion.anchored_round import RoundOutput
 from .fusion.qformer import AuxiliaryFeatures
 from .modality import Modality
-from .progress import SILENT, Progress
+from .progress import SILENT, Progress, Step, drive
 
-
-@dataclass
-class Stage:
-    """One step of a diagnosis, yielded before it runs."""
-
-    name: str
-    index: int
-    total: int
+#: The stage name of every step of a diagnosis (one progress line in a log).
+DIAGNOSIS_STAGE = "diagnosis"
 
 
 @dataclass
@@ -147,20 +142,11 @@ class DiagnosisPipeline:
 
     def diagnose(self, subject: Any, progress: Progress = SILENT, return_outputs: bool = False) -> Diagnosis:
         """Run all stages; ``progress`` is told about each and may cancel between them."""
-        runner = self.run(subject, return_outputs=return_outputs)
-        total = 1
-        try:
-            while True:
-                stage = next(runner)
-                total = stage.total
-                progress.update("diagnosis", stage.index, total)
-        except StopIteration as done:
-            progress.update("diagnosis", total, total)
-            return done.value
+        return drive(self.run(subject, return_outputs=return_outputs), progress)
 
     @torch.no_grad()
-    def run(self, subject: Any, return_outputs: bool = False) -> Generator[Stage, None, Diagnosis]:
-        """Generator form of :meth:`diagnose`: yields a :class:`Stage` before each step."""
+    def run(self, subject: Any, return_outputs: bool = False) -> Generator[Step, None, Diagnosis]:
+        """Generator form of :meth:`diagnose`: yields a :class:`~anchorad_core.progress.Step` before each step."""
         model = self.model
         present = [m for m in model.modalities if getattr(subject, m.value, None) is not None]
         missing = [m for m in model.modalities if m not in present]
@@ -171,7 +157,7 @@ class DiagnosisPipeline:
         batches: dict[Modality, dict[str, torch.Tensor]] = {}
         step = 0
         for m in present:
-            yield Stage(f"{m.title} features", step, total)
+            yield Step(DIAGNOSIS_STAGE, step, total, f"{m.title} features")
             start = time.perf_counter()
             batches[m] = self._cast(model.backbone(m).collate([getattr(subject, m.value)]))
             out = model.encode(m, batches[m])
@@ -180,12 +166,12 @@ class DiagnosisPipeline:
             step += 1
         outputs: dict[Modality, RoundOutput] = {}
         for m in anchors:
-            yield Stage(f"anchor round {m.title}", step, total)
+            yield Step(DIAGNOSIS_STAGE, step, total, f"anchor round {m.title}")
             start = time.perf_counter()
             outputs[m] = model.anchored(m, batches[m], features, return_attention=return_outputs)
             timings[f"round.{m.value}"] = time.perf_counter() - start
             step += 1
-        yield Stage("aggregate", step, total)
+        yield Step(DIAGNOSIS_STAGE, step, total, "aggregate")
         all_anchors = model.anchors()
         probs = torch.full((len(all_anchors), 1, len(model.labels)), 1.0 / len(model.labels))
         mask = torch.zeros(len(all_anchors), 1, dtype=torch.bool)

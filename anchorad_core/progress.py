@@ -1,12 +1,72 @@
-"""Progress reporting and cancellation shared by the CLI (tqdm) and the GUI (napari progress)."""
+"""Progress reporting and cancellation: one :class:`Step` record, shared by the CLI, the GUI and the core.
+
+* Long jobs that can stop between stages are generators yielding :class:`Step` (the
+  :class:`~anchorad_core.session.Session` methods, :meth:`DiagnosisPipeline.run
+  <anchorad_core.inference.DiagnosisPipeline.run>`) and returning their result; :func:`drive`
+  runs one to the end, passing each step to a :class:`Progress`.
+* Blocking loops (training, cohort loading) call :meth:`Progress.update` with the same three
+  figures; a :class:`ProgressSink` shows them: :class:`TqdmSink` on a terminal,
+  :class:`LogSink` (one line per stage) in a log. The GUI turns steps into napari progress bars.
+* Cancelling: a :class:`CancelToken` (or any ``() -> bool``) is checked between steps and raises
+  :class:`~anchorad_core.errors.CancelledError`.
+"""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, NoReturn, Protocol, TextIO
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Generator, NoReturn, Protocol, TextIO, TypeVar
 
 from .errors import CancelledError
 
 if TYPE_CHECKING:
     from tqdm.std import tqdm
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Step:
+    """``done`` of ``total`` steps of the stage ``name`` are finished; ``message`` says what comes next."""
+
+    name: str
+    done: int
+    total: int
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        """``done / total`` in ``[0, 1]``."""
+        return min(1.0, max(0.0, self.done / self.total)) if self.total > 0 else 1.0
+
+    @property
+    def text(self) -> str:
+        """The message, else the stage name."""
+        return self.message or self.name
+
+
+class CancelToken:
+    """Set by whoever wants a job to stop; the job checks it between steps (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next step."""
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._event.is_set()
+
+    def __call__(self) -> bool:
+        """Same as :attr:`cancelled` (so a token can be a :class:`Progress`'s ``cancelled``)."""
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise :class:`CancelledError` if :meth:`cancel` was called."""
+        if self._event.is_set():
+            raise CancelledError("cancelled by the user")
 
 
 class ProgressSink(Protocol):
@@ -30,6 +90,10 @@ class Progress:
         self.sink = sink
         self.cancelled = cancelled
 
+    def report(self, step: Step) -> None:
+        """Pass a :class:`Step` on to the sink, then check for cancel."""
+        self.update(step.name, step.done, step.total)
+
     def update(self, stage: str, done: int, total: int) -> None:
         """Report that ``done`` of ``total`` steps of ``stage`` are finished, then check for cancel."""
         if self.sink is not None:
@@ -43,6 +107,33 @@ class Progress:
 
 
 SILENT = Progress()
+
+
+def drive(steps: "Generator[Step, None, T]", progress: Progress = SILENT) -> T:
+    """Run a step generator to the end, reporting each step; return the generator's result.
+
+    Each stage (a run of steps with one ``name``) is reported complete when the next stage
+    begins and at the end, so a :class:`LogSink` prints its ``done`` line. A cancel request
+    (``progress.cancelled``) raises :class:`CancelledError` here, between two steps, after the
+    generator was closed (the session's generators then commit nothing).
+    """
+    last: Step | None = None
+    try:
+        while True:
+            try:
+                step = next(steps)
+            except StopIteration as finished:
+                result: T = finished.value
+                break
+            if last is not None and step.name != last.name:
+                progress.update(last.name, last.total, last.total)
+            last = step
+            progress.report(step)
+    finally:
+        steps.close()
+    if last is not None:
+        progress.update(last.name, last.total, last.total)
+    return result
 
 
 class TqdmSink:

@@ -265,27 +265,29 @@ def report_subject(
     explain_dir: "str | Path | None" = None,
     max_steps: int | None = None,
 ) -> "tuple[Diagnosis, SubjectExplanation, Path]":
-    """Load a subject folder, diagnose and explain it, and write its report (``anchorad report``).
+    """Diagnose and explain a subject folder and write its report (``anchorad report``), through a :class:`Session`.
 
     Checks ``out_path`` before the (slow) explanation. Returns ``(diagnosis, explanation, path)``;
     with ``explain_dir`` the maps are also saved there. IG steps start at ``n_steps`` and are
     doubled up to ``max_steps`` until the convergence bound is met (the core's defaults).
     """
-    from .explain import explain_subject
     from .explain.attributions import DEFAULT_N_STEPS, MAX_N_STEPS
-    from .report import write_report
+    from .progress import drive
     from .report.writer import check_writable
+    from .session import Session
 
+    progress = progress or SILENT
     out_path = check_writable(out_path, force)
-    subject = pipeline.load_subject(subject_dir)
-    diagnosis, explanation = explain_subject(
-        pipeline, subject, n_steps=n_steps or DEFAULT_N_STEPS, max_steps=max_steps or MAX_N_STEPS,
-        progress=progress or SILENT,
-    )
+    session = Session()
+    session.use_pipeline(pipeline)
+    session.open_subject(subject_dir, preview=False)
+    session.read_inputs()  # errors in the subject's files before any progress
+    result = drive(session.diagnose(), progress)
+    explanation = drive(session.explain(n_steps or DEFAULT_N_STEPS, max_steps or MAX_N_STEPS), progress)
     if explain_dir is not None:
         explanation.save(explain_dir)
-    path = write_report(diagnosis, explanation, subject, out_path, pipeline.bundle, force=force)
-    return diagnosis, explanation, path
+    path = drive(session.write_report(out_path, force=force), progress)
+    return result.diagnosis, explanation, path
 
 
 @dataclass

@@ -19,8 +19,7 @@ FALLBACK_SUBJECTS = 4
 
 
 def _demo_root() -> Path | None:
-    from anchorad_core.errors import AnchorADError
-    from anchorad_core.resources import resource_path
+    from anchorad_core import AnchorADError, resource_path
 
     try:
         return resource_path("demo")
@@ -30,8 +29,7 @@ def _demo_root() -> Path | None:
 
 def complete_subject(root: "str | Path") -> Path | None:
     """The first ``sub-*`` folder under ``root`` (two levels deep) with the most modalities."""
-    from anchorad_core.data import find_subject_files
-    from anchorad_core.modality import ALL_MODALITIES
+    from anchorad_core import ALL_MODALITIES, find_subject_files
 
     root = Path(root)
     candidates = sorted(p for p in [*root.glob("sub-*"), *root.glob("*/sub-*")] if p.is_dir())
@@ -64,7 +62,7 @@ def demo_subject_dir(generate: bool = True) -> Path | None:
     shipped = shipped_demo_subject()
     if shipped is not None or not generate:
         return shipped
-    from anchorad_core.data import make_demo_cohort
+    from anchorad_core import make_demo_cohort
 
     cohort = _cache_root() / f"demo-cohort-{FALLBACK_SUBJECTS}-seed{FALLBACK_SEED}"
     if not (cohort / "participants.tsv").is_file():

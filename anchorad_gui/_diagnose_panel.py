@@ -1,15 +1,16 @@
 """Diagnose panel: choose a model bundle, device and dtype, run the diagnosis, read the result.
 
-The run goes through :class:`anchorad_core.inference.DiagnosisPipeline` exactly as
-``anchorad predict`` does: the bundle is loaded once and kept (per bundle, device and dtype,
-:mod:`._pipelines`), the subject is read with the bundle's preprocessing and the text typed in
-the Subject panel, and ``pipeline.run`` yields one stage at a time, shown in napari's activity
+The run is the core session's :meth:`~anchorad_core.session.Session.diagnose`, as in
+``anchorad predict``: the bundle is loaded once and kept (per bundle, device and dtype, in the
+core's process-wide cache), the subject is read with the bundle's preprocessing and the text
+typed in the Subject panel, and the job yields one stage at a time, shown in napari's activity
 dock. **Cancel** stops the run at the next stage. The result table has one row per anchor
 round plus the aggregate, and says which modalities were missing and how they were handled.
 """
 from __future__ import annotations
 
 import html
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,29 +32,49 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._session import report_error, session_for
+from anchorad_core import ALL_MODALITIES, BundleError, InputDataError, Modality, Step
+from anchorad_core.session import DTYPES, available_devices, dtype_supported
+
+from ._panel import AnchorADPanel
+from ._session import report_error
 from ._style import BAD_COLOR, MUTED_COLOR, OK_COLOR, RESEARCH_NOTE, WARN_COLOR, heading
-from ._workers import Step, diagnose_job, start_job
 
 __all__ = ["DiagnosePanel", "DTYPES"]
 
-DTYPES = ("float32", "bfloat16", "float16")
 MISSING_RULE = ("no anchor round; its auxiliary block is masked out of every other round's "
                 "Q-former (never zero-filled)")
 
 
-class DiagnosePanel(QWidget):
+class DiagnosePanel(AnchorADPanel):
     """The Diagnose dock widget (see the module docstring)."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        from anchorad_core.device import available_devices
+        super().__init__(napari_viewer, "anchorad_diagnose_panel", parent)
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading("Model"))
+        layout.addLayout(self._model_section())
+        layout.addLayout(self._run_section())
+        layout.addWidget(heading("Result"))
+        for widget in self._result_section():
+            layout.addWidget(widget)
+        layout.addStretch(1)
 
-        self.viewer = napari_viewer
-        self.session = session_for(napari_viewer)
-        self.worker: Any = None
-        self.setObjectName("anchorad_diagnose_panel")
+        from ._demo import demo_bundle_dir
 
+        demo = demo_bundle_dir()
+        if demo is not None:
+            self.set_bundle(demo, note="shipped demo bundle (trained on SYNTHETIC demo data)")
+        self.session.subject_changed.connect(self._subject_changed)
+        self.session.diagnosis_changed.connect(self.show_result)
+        self.session.stale_changed.connect(self.show_result)
+        self.session.busy_changed.connect(lambda _: self._update_buttons())
+        self._update_buttons()
+        self._device_changed(self.device_combo.currentText())
+        self.show_result()
+
+    # ------------------------------------------------------------------ sections
+    def _model_section(self) -> QFormLayout:
+        """Bundle folder (with its note), device and dtype."""
         self.bundle_edit = QLineEdit()
         self.bundle_edit.setPlaceholderText("a model bundle folder (with bundle.json)")
         self.bundle_edit.textChanged.connect(self._update_buttons)
@@ -65,6 +86,7 @@ class DiagnosePanel(QWidget):
         self.bundle_note = QLabel("")
         self.bundle_note.setStyleSheet(f"color: {MUTED_COLOR};")
         self.bundle_note.setWordWrap(True)
+        self.bundle_note.setVisible(False)
 
         self.device_combo = QComboBox()
         self.device_combo.addItems(available_devices())
@@ -82,7 +104,10 @@ class DiagnosePanel(QWidget):
         hw.addWidget(QLabel("dtype"))
         hw.addWidget(self.dtype_combo, 1)
         form.addRow("Device", hw)
+        return form
 
+    def _run_section(self) -> QVBoxLayout:
+        """Run and Cancel, and the status line."""
         self.run_button = QPushButton("Run diagnosis")
         self.run_button.setObjectName("anchorad_run")
         self.run_button.clicked.connect(self.run)
@@ -94,59 +119,29 @@ class DiagnosePanel(QWidget):
         buttons.addWidget(self.cancel_button, 1)
         self.status_label = QLabel("Open a subject, then run.")
         self.status_label.setWordWrap(True)
+        section = QVBoxLayout()
+        section.addLayout(buttons)
+        section.addWidget(self.status_label)
+        return section
 
-        self.stale_label = QLabel("")
+    def _result_section(self) -> list[QWidget]:
+        """The stale warning, the summary, the table of rounds, what was missing, the research note."""
+        self.stale_label = self.make_stale_label()
         self.stale_label.setObjectName("anchorad_stale")
-        self.stale_label.setWordWrap(True)
-        self.stale_label.setTextFormat(Qt.RichText)
-        self.stale_label.setStyleSheet(f"color: {WARN_COLOR};")
-        self.stale_label.setVisible(False)
-        self.summary_label = QLabel("")
-        self.summary_label.setTextFormat(Qt.RichText)
-        self.summary_label.setWordWrap(True)
+        self.summary_label = self.rich_label()
         self.table = QTableWidget(0, 0)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.NoSelection)
         self.table.verticalHeader().setVisible(False)
         self.table.setWordWrap(False)
-        self.missing_label = QLabel("")
-        self.missing_label.setWordWrap(True)
-        self.missing_label.setTextFormat(Qt.RichText)
+        self.missing_label = self.rich_label()
         note = QLabel(RESEARCH_NOTE)
         note.setStyleSheet(f"color: {MUTED_COLOR};")
-
-        layout = QVBoxLayout(self)
-        layout.addWidget(heading("Model"))
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.status_label)
-        layout.addWidget(heading("Result"))
-        layout.addWidget(self.stale_label)
-        layout.addWidget(self.summary_label)
-        layout.addWidget(self.table)
-        layout.addWidget(self.missing_label)
-        layout.addWidget(note)
-        layout.addStretch(1)
-        self.bundle_note.setVisible(False)
-
-        from ._demo import demo_bundle_dir
-
-        demo = demo_bundle_dir()
-        if demo is not None:
-            self.set_bundle(demo, note="shipped demo bundle (trained on SYNTHETIC demo data)")
-        self.session.subject_changed.connect(self._subject_changed)
-        self.session.diagnosis_changed.connect(self.show_result)
-        self.session.stale_changed.connect(self.show_result)
-        self.session.busy_changed.connect(lambda _: self._update_buttons())
-        self._update_buttons()
-        self._device_changed(self.device_combo.currentText())
-        self.show_result()
+        return [self.stale_label, self.summary_label, self.table, self.missing_label, note]
 
     # ------------------------------------------------------------------ choices
     def _device_changed(self, device: str) -> None:
         """Offer only the dtypes the device can run (the others are greyed, with the reason)."""
-        from anchorad_core.device import dtype_supported
-
         model = self.dtype_combo.model()
         for i, name in enumerate(DTYPES):
             ok = name == "float32" or dtype_supported(device, name)
@@ -163,6 +158,7 @@ class DiagnosePanel(QWidget):
         index = self.dtype_combo.findText(name or self.dtype_combo.currentText())
         item = model.item(index) if hasattr(model, "item") and index >= 0 else None
         return item is None or item.isEnabled()
+
     def set_bundle(self, path: "str | Path", note: str = "") -> None:
         """Choose the model bundle folder."""
         self.bundle_edit.setText(str(path))
@@ -191,10 +187,6 @@ class DiagnosePanel(QWidget):
     # ------------------------------------------------------------------ running
     def run(self) -> Any:
         """Start a diagnosis of the open subject (in a worker); returns the worker or ``None``."""
-        from anchorad_core.errors import BundleError, InputDataError
-
-        from ._subject_panel import describe_genetics
-
         if self.worker is not None or self.session.busy:
             return None
         state = self.session.subject
@@ -205,23 +197,15 @@ class DiagnosePanel(QWidget):
         if not (bundle / "bundle.json").is_file():
             report_error(BundleError("not a model bundle (no bundle.json)", bundle), "diagnose")
             return None
-        overrides = self.session.overrides()
-        if overrides.get("genetics"):
-            ok, message, _ = describe_genetics(overrides["genetics"])
-            if not ok:
-                report_error(InputDataError(f"genetics box: {message}"), "diagnose")
-                return None
-        from anchorad_core.modality import ALL_MODALITIES
-
-        n_present = sum(state.files.has(m) for m in ALL_MODALITIES)
+        problem = self.core.input_problem()
+        if problem:
+            report_error(InputDataError(problem), "diagnose")
+            return None
+        self.session.select_bundle(bundle, self.device_combo.currentText(), self.dtype_combo.currentText())
         self.status_label.setText(f"Running on {state.subject_id}...")
         self._set_status_color()
-        self.worker = start_job(
-            self.session, diagnose_job, bundle, self.device_combo.currentText(), self.dtype_combo.currentText(),
-            state.folder, overrides, n_present,
-            desc=f"AnchorAD {state.subject_id}",
-            on_step=self._step, on_return=self._finished, on_done=self._done, what="diagnosis",
-        )
+        self.worker = self.start(partial(self.core.diagnose, reuse=False), desc=f"AnchorAD {state.subject_id}",
+                                 on_step=self._step, on_return=self._finished, on_done=self._done, what="diagnosis")
         self._update_buttons()
         return self.worker
 
@@ -232,14 +216,14 @@ class DiagnosePanel(QWidget):
             self.worker.quit()
 
     def _step(self, step: Step) -> None:
-        self.status_label.setText(f"Running: {step.name} ({step.done + 1}/{step.total})")
+        self.status_label.setText(f"Running: {step.text} ({step.done + 1}/{step.total})")
 
     def _finished(self, result: Any) -> None:
         if result.inputs.get("folder") != self.session.current_inputs()["folder"]:
             self.status_label.setText("Another subject was opened during the run: its result was dropped.")
             self._set_status_color(WARN_COLOR)
             return
-        self.session.set_result(result)
+        self.session.diagnosis_done()
         self.status_label.setText(
             f"Done in {result.seconds:.1f} s on {result.pipeline.device} ({result.key[2]}); the model stays loaded."
         )
@@ -266,10 +250,7 @@ class DiagnosePanel(QWidget):
         """Fill the table from the session's diagnosis (or clear it)."""
         result = self.session.result
         self.table.clear()
-        reasons = self.session.stale_reasons()
-        self.stale_label.setText(f"&#9888; <b>Stale</b>: {html.escape('; '.join(reasons))}. "
-                                 "This is the earlier diagnosis; run it again." if reasons else "")
-        self.stale_label.setVisible(bool(reasons))
+        reasons = self.show_stale(self.stale_label, "This is the earlier diagnosis; run it again.", bold=True)
         if result is None:
             self.table.setRowCount(0)
             self.table.setColumnCount(0)
@@ -317,8 +298,6 @@ class DiagnosePanel(QWidget):
 
     def table_rows(self) -> list[dict[str, Any]]:
         """The result table's rows as data: ``{"kind", "anchor", "cells", "tooltip"}``."""
-        from anchorad_core.modality import ALL_MODALITIES
-
         result = self.session.result
         if result is None:
             return []
@@ -343,8 +322,6 @@ class DiagnosePanel(QWidget):
 
 
 def _title(name: str) -> str:
-    from anchorad_core.modality import Modality
-
     try:
         return Modality.parse(name).title
     except ValueError:

@@ -18,9 +18,14 @@ switching rounds or maps updates them in place. Their names say which round and 
 they show (``AnchorAD sMRI map: fMRI round, Q-former attention (sMRI queries)``), and so does
 the caption on the canvas; both are marked ``[STALE]`` once the inputs change or a later run
 is cancelled. A job that fails says why here and leaves the panel usable (**Retry**).
+
+The attention and the attributions are the core session's
+(:meth:`~anchorad_core.session.Session.explain_attention`,
+:meth:`~anchorad_core.session.Session.explain_round`), run in workers; this panel shows them.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from qtpy.QtCore import Qt
@@ -36,90 +41,89 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._explain import MapChoice, attention_job, attribution_job, is_explanation, map_choices
+from anchorad_core import NEAR_UNIFORM_RULE, Modality, relative_map
+from anchorad_core.session import DEFAULT_IG_STEPS, MAX_IG_STEPS
+
+from ._explain import MapChoice, is_explanation, map_choices
 from ._map_layers import FMRI_ROLE, SMRI_ROLE, overlay_caption, roi_map_layer, volume_map_layer
+from ._panel import AnchorADPanel
 from ._plots import PlotCanvas
-from ._session import session_for
-from ._style import BAD_COLOR, MUTED_COLOR, WARN_COLOR, heading
+from ._style import BAD_COLOR, MUTED_COLOR, heading
 from ._word_html import note_html
-from ._workers import start_job
 
 __all__ = ["InspectPanel"]
 
-#: Integrated Gradients steps the panel starts from (the core doubles them, up to its cap, until
-#: the convergence delta is within its bound).
-DEFAULT_IG_STEPS = 16
 
-
-class InspectPanel(QWidget):
+class InspectPanel(AnchorADPanel):
     """The Inspect dock widget (see the module docstring)."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        self.session = session_for(napari_viewer)
-        self.worker: Any = None
+        super().__init__(napari_viewer, "anchorad_inspect_panel", parent)
         self._updating = False
-        self.setObjectName("anchorad_inspect_panel")
-
-        self.round_combo = QComboBox()
-        self.round_combo.currentIndexChanged.connect(self._round_changed)
-        self.map_combo = QComboBox()
-        self.map_combo.currentIndexChanged.connect(lambda _: self.refresh())
-        self.steps_spin = QSpinBox()
-        self.steps_spin.setRange(2, 256)
-        self.steps_spin.setValue(DEFAULT_IG_STEPS)
-        self.steps_spin.setToolTip("Integrated Gradients steps to start from (Gauss-Legendre); doubled up to "
-                                   "128 until |delta| <= 5% of |f(x) - f(baseline)|")
-        self.compute_button = QPushButton("Compute attribution")
-        self.compute_button.clicked.connect(self.compute_attribution)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.retry_button = QPushButton("Retry reading the attention")
-        self.retry_button.setVisible(False)
-        self.retry_button.clicked.connect(self.read_attention)
-        self.stale_label = QLabel("")
-        self.stale_label.setWordWrap(True)
-        self.stale_label.setStyleSheet(f"color: {WARN_COLOR};")
-        self.stale_label.setVisible(False)
         self.attention_error = ""  # why reading the attention failed (empty: it did not)
         self.attention_worker: Any = None
-        ig_row = QHBoxLayout()
-        ig_row.addWidget(QLabel("IG steps from"))
-        ig_row.addWidget(self.steps_spin)
-        ig_row.addWidget(self.compute_button, 1)
-        ig_row.addWidget(self.cancel_button)
-
-        form = QFormLayout()
-        form.addRow("Anchor round", self.round_combo)
-        form.addRow("Map", self.map_combo)
-
-        self.info_label = QLabel("")
-        self.info_label.setWordWrap(True)
-        self.info_label.setTextFormat(Qt.RichText)
-        self.plot = PlotCanvas()
-        self.note_view = QTextEdit()
-        self.note_view.setReadOnly(True)
-        self.note_view.setMinimumHeight(70)
-        self.note_view.setMaximumHeight(150)
 
         layout = QVBoxLayout(self)
         layout.addWidget(heading("Explain an anchor round"))
-        layout.addLayout(form)
-        layout.addLayout(ig_row)
+        layout.addLayout(self._choice_section())
+        layout.addLayout(self._attribution_section())
+        self.retry_button = QPushButton("Retry reading the attention")
+        self.retry_button.setVisible(False)
+        self.retry_button.clicked.connect(self.read_attention)
         layout.addWidget(self.retry_button)
+        self.stale_label = self.make_stale_label()
         layout.addWidget(self.stale_label)
+        self.info_label = self.rich_label()
         layout.addWidget(self.info_label)
+        self.plot = PlotCanvas()
         layout.addWidget(self.plot, 3)
         layout.addWidget(heading("Clinical note"))
-        layout.addWidget(self.note_view, 1)
+        layout.addWidget(self._note_section(), 1)
 
         self.session.diagnosis_changed.connect(self._diagnosis_changed)
         self.session.explanation_changed.connect(self._explanation_changed)
         self.session.busy_changed.connect(lambda _: self._update_buttons())
         self.session.stale_changed.connect(self._show_stale)
         self._diagnosis_changed()
+
+    # ------------------------------------------------------------------ sections
+    def _choice_section(self) -> QFormLayout:
+        """Which anchor round, which map."""
+        self.round_combo = QComboBox()
+        self.round_combo.currentIndexChanged.connect(self._round_changed)
+        self.map_combo = QComboBox()
+        self.map_combo.currentIndexChanged.connect(lambda _: self.refresh())
+        form = QFormLayout()
+        form.addRow("Anchor round", self.round_combo)
+        form.addRow("Map", self.map_combo)
+        return form
+
+    def _attribution_section(self) -> QHBoxLayout:
+        """Integrated Gradients: the steps to start from, Compute and Cancel."""
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(2, 256)
+        self.steps_spin.setValue(DEFAULT_IG_STEPS)
+        self.steps_spin.setToolTip("Integrated Gradients steps to start from (Gauss-Legendre); doubled up to "
+                                   f"{MAX_IG_STEPS} until |delta| <= 5% of |f(x) - f(baseline)|")
+        self.compute_button = QPushButton("Compute attribution")
+        self.compute_button.clicked.connect(self.compute_attribution)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("IG steps from"))
+        row.addWidget(self.steps_spin)
+        row.addWidget(self.compute_button, 1)
+        row.addWidget(self.cancel_button)
+        return row
+
+    def _note_section(self) -> QTextEdit:
+        """The clinical note, with the words a map highlights."""
+        self.note_view = QTextEdit()
+        self.note_view.setReadOnly(True)
+        self.note_view.setMinimumHeight(70)
+        self.note_view.setMaximumHeight(150)
+        return self.note_view
 
     # ------------------------------------------------------------------ state
     @property
@@ -148,11 +152,7 @@ class InspectPanel(QWidget):
         self.retry_button.setEnabled(not self.session.busy)
 
     def _show_stale(self) -> None:
-        reasons = self.session.stale_reasons()
-        self.stale_label.setText("&#9888; Stale: " + "; ".join(reasons) + ". Run the diagnosis again."
-                                 if reasons else "")
-        self.stale_label.setTextFormat(Qt.RichText)
-        self.stale_label.setVisible(bool(reasons))
+        self.show_stale(self.stale_label, "Run the diagnosis again.")
         self._show_caption()
 
     # ------------------------------------------------------------------ diagnosis -> rounds
@@ -198,9 +198,9 @@ class InspectPanel(QWidget):
                                         f"{_html(self.attention_error)}</span>")
             self._update_buttons()
 
-        self.attention_worker = start_job(self.session, attention_job, result, desc="AnchorAD attention",
-                                          on_return=lambda ex: self._attention_ready(result, ex),
-                                          on_done=_done, what="attention")
+        self.attention_worker = self.start(self.core.explain_attention, desc="AnchorAD attention",
+                                           on_return=lambda ex: self._attention_ready(result, ex),
+                                           on_done=_done, what="attention")
         self._update_buttons()
         return self.attention_worker
 
@@ -268,8 +268,6 @@ class InspectPanel(QWidget):
                 self.plot.clear("Reading the attention...")
             return
         record = ex.round(anchor)
-        from anchorad_core.modality import Modality
-
         anchor_title = Modality.parse(anchor).title
         if choice.kind == "attention":
             self._show_attention(record, choice, anchor_title)
@@ -277,46 +275,16 @@ class InspectPanel(QWidget):
             self._show_attribution(record, anchor_title)
 
     def _set_overlays(self, smri: Any = None, fmri: Any = None) -> None:
-        """Update (or hide) the two overlay layers; ``smri``/``fmri`` are ``(data, kwargs, caption)``."""
-        viewer = self.viewer
-        for role, value in ((SMRI_ROLE, smri), (FMRI_ROLE, fmri)):
-            if value is not None:
-                self.session.set_overlay(role, value[2], value[0], value[1])
-            else:
-                layer = self.session.overlay(role)
-                if layer is not None:
-                    layer.visible = False
-        # keep the maps on top of the anatomy, and the shown map selected (its controls at hand)
-        for role in (FMRI_ROLE, SMRI_ROLE):
-            layer = self.session.overlay(role)
-            if layer is not None:
-                index = viewer.layers.index(layer)
-                if index != len(viewer.layers) - 1:
-                    viewer.layers.move(index, len(viewer.layers))
-        shown = [self.session.overlay(r) for r, v in ((SMRI_ROLE, smri), (FMRI_ROLE, fmri))
-                 if v is not None and v[1].get("visible", True)]
-        if shown:
-            viewer.layers.selection.active = shown[0]
+        """Show these overlays (``(data, kwargs, caption)`` each; ``None`` hides that one) and the caption."""
+        self.session.layers.show_overlays({SMRI_ROLE: smri, FMRI_ROLE: fmri})
         self._show_caption()
 
     def _show_caption(self) -> None:
-        """The canvas caption: which round and map each visible overlay shows (and whether it is stale)."""
-        viewer = self.viewer
-        overlay = getattr(viewer, "text_overlay", None)
-        if overlay is None:
-            return
-        lines = [layer.name for layer in (self.session.overlay(SMRI_ROLE), self.session.overlay(FMRI_ROLE))
-                 if layer is not None and layer.visible]
-        try:
-            overlay.text = "\n".join(lines)
-            overlay.visible = bool(lines)
-        except Exception:  # the caption is cosmetic
-            pass
+        self.session.layers.show_caption((SMRI_ROLE, FMRI_ROLE))
 
     def caption(self) -> str:
         """The canvas caption's text (empty when no overlay is shown)."""
-        overlay = getattr(self.viewer, "text_overlay", None)
-        return str(overlay.text) if overlay is not None and overlay.visible else ""
+        return self.session.layers.caption()
 
     def _note_base(self) -> tuple[int, int, int]:
         color = self.note_view.palette().base().color()
@@ -334,8 +302,6 @@ class InspectPanel(QWidget):
                                + html.escape(text).replace("\n", "<br>"))
 
     def _show_attention(self, record: Any, choice: MapChoice, anchor_title: str) -> None:
-        from anchorad_core.modality import Modality
-
         block = record.attention.get(choice.block)
         if block is None:
             self._set_overlays()
@@ -355,8 +321,6 @@ class InspectPanel(QWidget):
             self.info_label.setText(f"Cross-modal queries' attention per auxiliary block: {shares}.<br>{line}.")
             self._plain_note("Choose the clinical-text queries to highlight words.")
             return
-        from anchorad_core.explain.attention import NEAR_UNIFORM_RULE, relative_map
-
         aux = Modality.parse(choice.block)
         desc = f"{anchor_title} round, {aux.title} queries (Q-former attention, weight / uniform)"
         uni = block.uniformity
@@ -404,8 +368,6 @@ class InspectPanel(QWidget):
             f"{_html(figures)}: {verdict}.")
 
     def _show_attribution(self, record: Any, anchor_title: str) -> None:
-        from anchorad_core.modality import Modality
-
         att = record.attribution
         if att is None:
             self._set_overlays()
@@ -450,10 +412,8 @@ class InspectPanel(QWidget):
             return None
         self.info_label.setText("Computing Integrated Gradients...")
 
-        def _ready(attribution: Any) -> None:
+        def _ready(attribution: Any) -> None:  # the core stored it in the explanation
             if self.session.result is result and self.session.explanation is ex:
-                ex.round(anchor).attribution = attribution
-                ex.n_steps = attribution.requested_steps or attribution.n_steps
                 self.session.explanation_changed.emit()
 
         def _done(outcome: Any) -> None:
@@ -465,15 +425,11 @@ class InspectPanel(QWidget):
                                         f"{_html(outcome.reason)}</span>")
             self._update_buttons()
 
-        self.worker = start_job(self.session, attribution_job, result, ex, anchor, self.steps_spin.value(),
-                                desc="AnchorAD attribution", on_return=_ready, on_done=_done, what="attribution")
+        self.worker = self.start(partial(self.core.explain_round, anchor, self.steps_spin.value()),
+                                 desc="AnchorAD attribution", on_return=_ready, on_done=_done, what="attribution")
         self._update_buttons()
         return self.worker
 
-    def cancel(self) -> None:
-        """Stop the attribution (takes effect when the current computation returns)."""
-        if self.worker is not None:
-            self.worker.quit()
 
 
 def _html(text: str) -> str:

@@ -82,7 +82,7 @@ def volume_map_layer(vmap: Any, signed: bool, description: str) -> tuple[np.ndar
 
 def roi_map_layer(rmap: Any, signed: bool, description: str) -> tuple[np.ndarray, dict[str, Any]]:
     """Layer data + kwargs of an fMRI :class:`RoiMap` painted into its atlas (attention: weight / uniform)."""
-    from anchorad_core.explain.maps import paint_atlas
+    from anchorad_core import paint_atlas
 
     img = paint_atlas(np.asarray(rmap.values, dtype=np.float64), rmap.atlas)
     data, kwargs = volume_layer_data(np.asarray(img.dataobj, dtype=np.float32), img.affine)

@@ -76,8 +76,7 @@ def read_subject_layers(path: "str | list[str]") -> list[LayerData]:
     anchorad_core.errors.InputDataError
         If the folder or one of its image files is unreadable (napari shows the message).
     """
-    from anchorad_core.data import find_subject_files
-    from anchorad_core.errors import InputDataError
+    from anchorad_core import InputDataError, find_subject_files
 
     if isinstance(path, (list, tuple)):
         path = path[0]
@@ -96,14 +95,14 @@ def read_subject_layers(path: "str | list[str]") -> list[LayerData]:
 
 
 def _modalities():
-    from anchorad_core.modality import ALL_MODALITIES
+    from anchorad_core import ALL_MODALITIES
 
     return ALL_MODALITIES
 
 
 def t1_layer(path: "str | Path", subject_id: str = "") -> LayerData:
     """The T1 as an image ``LayerData`` (RAS+, axial, mm)."""
-    from anchorad_core.data import load_t1
+    from anchorad_core import load_t1
 
     from ._volumes import volume_layer_data
 
@@ -121,7 +120,7 @@ def t1_layer(path: "str | Path", subject_id: str = "") -> LayerData:
 
 def fmri_layer(path: "str | Path", subject_id: str = "") -> LayerData:
     """The fMRI as a 4-D ``(t, z, y, x)`` image ``LayerData`` (BOLD run or ROI table painted into the atlas)."""
-    from anchorad_core.data.fmri import is_roi_table_name
+    from anchorad_core import is_roi_table_name
 
     if is_roi_table_name(path):
         return _roi_table_layer(Path(path), subject_id)
@@ -131,8 +130,7 @@ def fmri_layer(path: "str | Path", subject_id: str = "") -> LayerData:
 def _bold_layer(path: Path, subject_id: str) -> LayerData:
     import nibabel as nib
 
-    from anchorad_core.data.fileio import check_gzip
-    from anchorad_core.errors import InputDataError
+    from anchorad_core import InputDataError, check_gzip
 
     from ._volumes import volume_layer_data
 
@@ -164,8 +162,7 @@ def _bold_layer(path: Path, subject_id: str) -> LayerData:
 def _roi_table_layer(path: Path, subject_id: str) -> LayerData:
     import dask.array as da
 
-    from anchorad_core.data import read_roi_table
-    from anchorad_core.data.templates import atlas_image
+    from anchorad_core import atlas_image, read_roi_table
 
     from ._volumes import LazyPaintedSeries, spatial_kwargs, to_ras
 

@@ -1,24 +1,29 @@
 """Report panel: export the PDF report of the current subject and diagnosis.
 
-The PDF is written by the core's :func:`anchorad_core.report.write_report` (the same as
-``anchorad report``): the diagnosis with every anchor round, the Q-former attention maps of
+The PDF is written by the core session's :meth:`~anchorad_core.session.Session.write_report`
+(as ``anchorad report`` does): the diagnosis with every anchor round, the Q-former attention maps of
 each round, the Integrated Gradients maps computed so far (in the Inspect panel, or here for
 every round with the check box), and the provenance page (what is real, what is synthetic).
 """
 from __future__ import annotations
 
 import html
+from functools import partial
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QCheckBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
-from ._session import session_for
-from ._style import BAD_COLOR, MUTED_COLOR, OK_COLOR, RESEARCH_NOTE, WARN_COLOR, heading
-from ._workers import Step, start_job
+import anchorad_core
+import anchorad_gui
+from anchorad_core import resources_root
+from anchorad_core.session import DEFAULT_IG_STEPS, MAX_IG_STEPS
 
-__all__ = ["ReportPanel", "report_job", "default_report_folder"]
+from ._panel import AnchorADPanel
+from ._style import BAD_COLOR, MUTED_COLOR, OK_COLOR, RESEARCH_NOTE, heading
+
+__all__ = ["ReportPanel", "default_report_folder"]
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -34,11 +39,6 @@ def default_report_folder(subject_folder: "Path | None", last: "Path | None" = N
     else the working directory, else home - never inside the installed package or its shipped
     resources (the demo subject lives there) and never a folder one cannot write to."""
     import os
-
-    import anchorad_core
-    import anchorad_gui
-
-    from anchorad_core.resources import resources_root
 
     # the installed packages and the shipped resources (the demo subject lives there)
     packages = [Path(anchorad_core.__file__).parent, Path(anchorad_gui.__file__).parent]
@@ -57,33 +57,6 @@ def default_report_folder(subject_folder: "Path | None", last: "Path | None" = N
     return Path.home()
 
 
-def report_job(result: Any, explanation: Any, path: "str | Path", all_attributions: bool = False,
-               n_steps: int = 16) -> Generator[Step, None, Path]:
-    """Complete the explanation as asked, then write the PDF; returns its path."""
-    from anchorad_core.explain.attributions import round_attributions
-    from anchorad_core.explain.subject import explain_subject
-    from anchorad_core.report import write_report
-
-    d = result.diagnosis
-    missing = [r for r in d.rounds if all_attributions
-               and (explanation is None or explanation.round(r.anchor).attribution is None)]
-    total = 2 + len(missing)
-    if explanation is None:
-        yield Step("Q-former attention", 0, total)
-        _, explanation = explain_subject(result.pipeline, result.subject, attributions=False, diagnosis=d)
-    labels = list(d.labels)
-    for i, r in enumerate(missing):
-        yield Step(f"Integrated Gradients of the {r.anchor.title} round", 1 + i, total)
-        explanation.round(r.anchor).attribution = round_attributions(
-            result.pipeline.model, r.anchor, result.subject, d.features,
-            target=labels.index(explanation.target), labels=labels, n_steps=int(n_steps),
-            internal_batch_size=max(1, min(int(n_steps), 4)),
-        )
-        explanation.n_steps = int(n_steps)
-    yield Step("writing the PDF", total - 1, total)
-    return write_report(d, explanation, result.subject, path, result.pipeline.bundle, force=True)
-
-
 def convergence_html(explanation: Any) -> str:
     """One line per round with Integrated Gradients: its convergence (red when the bound was not met)."""
     lines = []
@@ -95,16 +68,12 @@ def convergence_html(explanation: Any) -> str:
     return "".join(f"<br>{line}" for line in lines)
 
 
-class ReportPanel(QWidget):
+class ReportPanel(AnchorADPanel):
     """The Report dock widget (see the module docstring)."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        self.session = session_for(napari_viewer)
-        self.worker: Any = None
+        super().__init__(napari_viewer, "anchorad_report_panel", parent)
         self.last_path: Path | None = None
-        self.setObjectName("anchorad_report_panel")
 
         intro = QLabel(
             "A PDF of the current subject: inputs used and missing, the diagnosis per anchor round, "
@@ -115,8 +84,8 @@ class ReportPanel(QWidget):
         self.all_ig_check = QCheckBox("Compute Integrated Gradients for every round first (slow)")
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(2, 256)
-        self.steps_spin.setValue(16)
-        self.steps_spin.setToolTip("Integrated Gradients steps to start from; doubled up to 128 until "
+        self.steps_spin.setValue(DEFAULT_IG_STEPS)
+        self.steps_spin.setToolTip(f"Integrated Gradients steps to start from; doubled up to {MAX_IG_STEPS} until "
                                    "|delta| <= 5% of |f(x) - f(baseline)| (the report states the result)")
         ig_row = QHBoxLayout()
         ig_row.addWidget(self.all_ig_check, 1)
@@ -130,17 +99,9 @@ class ReportPanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.export_button, 2)
         buttons.addWidget(self.cancel_button, 1)
-        self.subject_label = QLabel("")
-        self.subject_label.setWordWrap(True)
-        self.subject_label.setTextFormat(Qt.RichText)
-        self.stale_label = QLabel("")
-        self.stale_label.setWordWrap(True)
-        self.stale_label.setTextFormat(Qt.RichText)
-        self.stale_label.setStyleSheet(f"color: {WARN_COLOR};")
-        self.stale_label.setVisible(False)
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
-        self.status_label.setTextFormat(Qt.RichText)
+        self.subject_label = self.rich_label()
+        self.stale_label = self.make_stale_label()
+        self.status_label = self.rich_label()
         self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         note = QLabel(RESEARCH_NOTE)
         note.setStyleSheet(f"color: {MUTED_COLOR};")
@@ -174,10 +135,7 @@ class ReportPanel(QWidget):
             what = (f"diagnosis {html.escape(result.diagnosis.label)} (p = {result.diagnosis.confidence:.2f})"
                     if has else "no diagnosis yet")
             self.subject_label.setText(f"Subject <b>{html.escape(subject.subject_id)}</b>: {what}")
-        reasons = self.session.stale_reasons()
-        self.stale_label.setText("&#9888; Stale: " + html.escape("; ".join(reasons))
-                                 + ". The report would show the earlier diagnosis; run it again." if reasons else "")
-        self.stale_label.setVisible(bool(reasons))
+        self.show_stale(self.stale_label, "The report would show the earlier diagnosis; run it again.")
         if not has and not running:
             self.status_label.setText(f"<span style='color:{MUTED_COLOR}'>Run a diagnosis first.</span>")
 
@@ -205,13 +163,12 @@ class ReportPanel(QWidget):
         path = Path(path)
         if path.suffix.lower() != ".pdf":
             path = path.with_name(path.name + ".pdf")
-        explanation = self.session.explanation
 
         def _written(written: Path) -> None:
             self.last_path = Path(written)
             self.status_label.setText(f"<span style='color:{OK_COLOR}'>&#10003; Saved</span> {html.escape(str(written))}"
-                                      + convergence_html(self.session.explanation or explanation))
-            if self.all_ig_check.isChecked() and self.session.result is result:
+                                      + convergence_html(self.session.explanation))
+            if self.session.result is result:  # the explanations it completed are the session's
                 self.session.explanation_changed.emit()
 
         def _done(outcome: Any) -> None:
@@ -224,13 +181,8 @@ class ReportPanel(QWidget):
             self._update()
 
         self.status_label.setText(f"Writing {html.escape(path.name)}...")
-        self.worker = start_job(self.session, report_job, result, explanation, path, self.all_ig_check.isChecked(),
-                                self.steps_spin.value(), desc="AnchorAD report", on_return=_written,
-                                on_done=_done, what="report")
+        job = partial(self.core.write_report, path, force=True, all_attributions=self.all_ig_check.isChecked(),
+                      n_steps=self.steps_spin.value())
+        self.worker = self.start(job, desc="AnchorAD report", on_return=_written, on_done=_done, what="report")
         self._update()
         return self.worker
-
-    def cancel(self) -> None:
-        """Stop before the next stage (the PDF is never half-written)."""
-        if self.worker is not None:
-            self.worker.quit()

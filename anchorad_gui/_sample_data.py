@@ -8,7 +8,7 @@ __all__ = ["demo_subject"]
 
 def demo_subject() -> list[tuple[Any, dict[str, Any], str]]:
     """Layers of the demo subject (T1 and fMRI), as the subject-folder reader makes them."""
-    from anchorad_core.errors import InputDataError
+    from anchorad_core import InputDataError
 
     from ._demo import demo_subject_dir
     from ._reader import read_subject_layers, watch_current_viewer

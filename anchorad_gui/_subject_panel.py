@@ -6,12 +6,14 @@
 * The boxes are editable: what is typed replaces the file for the next diagnosis (an emptied
   box makes the modality missing). **Reset** goes back to the files.
 * The genetics box accepts an APOE genotype (``E3/E4``), FASTA, VCF text or bare DNA and is
-  validated as you type with the core's :func:`~anchorad_core.data.parse_genetics_text`.
+  validated as you type with the core's :func:`~anchorad_core.session.describe_genetics`.
+
+What is typed goes to the core session (:meth:`~anchorad_core.session.Session.edit_note`,
+:meth:`~anchorad_core.session.Session.edit_genetics`), which decides what counts as an edit.
 """
 from __future__ import annotations
 
 import html
-import re
 from pathlib import Path
 from typing import Any
 
@@ -28,74 +30,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._session import SubjectState, report_error, session_for
-from ._style import OK_COLOR, BAD_COLOR, WARN_COLOR, MUTED_COLOR, heading
+from anchorad_core import InputDataError, Modality
+from anchorad_core.session import OpenedSubject, describe_genetics, describe_note
 
-__all__ = ["SubjectPanel", "describe_genetics", "open_subject"]
+from ._panel import AnchorADPanel
+from ._session import report_error, session_for
+from ._style import BAD_COLOR, MUTED_COLOR, OK_COLOR, WARN_COLOR, heading
+
+__all__ = ["SubjectPanel", "open_subject"]
 
 #: Debounce of the validation while typing (ms).
 VALIDATE_DELAY_MS = 250
-
-
-def describe_genetics(text: str) -> tuple[bool, str, list[str]]:
-    """Validate pasted genetics text with the core parser.
-
-    Returns
-    -------
-    ok : bool
-    message : str
-        What was understood (``APOE genotype E3/E4 -> 2 sequences of 581 bases``) or the problem.
-    warnings : list of str
-    """
-    from anchorad_core.data import parse_apoe_genotype, parse_genetics_text
-    from anchorad_core.errors import AnchorADError
-
-    stripped = (text or "").strip()
-    if not stripped:
-        return True, "empty: genetics will be treated as missing", []
-    warnings: list[str] = []
-    try:
-        sequences = parse_genetics_text(stripped, warnings=warnings)
-    except AnchorADError as exc:
-        return False, exc.problem, warnings
-    except Exception as exc:  # a parser bug must not break typing
-        return False, f"{type(exc).__name__}: {exc}", warnings
-    lengths = sorted({len(s) for s in sequences})
-    size = f"{lengths[0]} bases" if len(lengths) == 1 else f"{lengths[0]}-{lengths[-1]} bases"
-    plural = "s" if len(sequences) != 1 else ""
-    if stripped.startswith(">"):
-        kind = "FASTA"
-    elif stripped.startswith("##fileformat=VCF") or stripped.startswith("#CHROM"):
-        kind = "VCF"
-    else:
-        kind = "DNA"
-        if len(stripped) <= 40 and re.search(r"[234]", stripped):
-            try:
-                genotype = parse_apoe_genotype(stripped)
-                kind = f"APOE genotype {_genotype_text(genotype)}"
-            except AnchorADError:
-                pass
-    return True, f"{kind} -> {len(sequences)} sequence{plural} of {size}", warnings
-
-
-def _genotype_text(genotype: Any) -> str:
-    if isinstance(genotype, (tuple, list)):
-        return "/".join(f"E{str(a).lstrip('eE')}" for a in genotype)
-    return str(genotype)
-
-
-def _note_summary(text: str) -> tuple[bool, str]:
-    from anchorad_core.data.clinical import check_note_text
-    from anchorad_core.errors import AnchorADError
-
-    stripped = (text or "").strip()
-    if not stripped:
-        return True, "empty: clinical text will be treated as missing"
-    try:
-        check_note_text(stripped)
-    except AnchorADError as exc:
-        return False, exc.problem
-    return True, f"{len(stripped.split())} words"
 
 
 def open_subject(viewer: Any, folder: "str | Path", on_done: Any = None) -> Any:
@@ -111,14 +56,12 @@ def open_subject(viewer: Any, folder: "str | Path", on_done: Any = None) -> Any:
     session = session_for(viewer)
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        from anchorad_core.errors import InputDataError
-
         reason = report_error(InputDataError("subject folder not found", folder), "open subject")
         if on_done is not None:
             on_done(JobOutcome("failed", reason))
         return None
 
-    def _loaded(result: tuple[SubjectState, list]) -> None:
+    def _loaded(result: tuple[OpenedSubject, list]) -> None:
         state, layers = result
         session.apply_subject(state, layers)
 
@@ -126,15 +69,12 @@ def open_subject(viewer: Any, folder: "str | Path", on_done: Any = None) -> Any:
                      on_done=on_done, what=f"open {folder.name}")
 
 
-class SubjectPanel(QWidget):
+class SubjectPanel(AnchorADPanel):
     """The Subject dock widget (see the module docstring)."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        self.session = session_for(napari_viewer)
+        super().__init__(napari_viewer, "anchorad_subject_panel", parent)
         self._filling = False
-        self.setObjectName("anchorad_subject_panel")
 
         self.folder_edit = QLineEdit()
         self.folder_edit.setPlaceholderText("a sub-* folder (anat/, func/, clinical/, genetics/)")
@@ -280,7 +220,7 @@ class SubjectPanel(QWidget):
         self.validate_now()
 
     @staticmethod
-    def _clinical_source_text(state: SubjectState) -> str:
+    def _clinical_source_text(state: OpenedSubject) -> str:
         files = state.files
         if files.clinical_json is not None and files.clinical_note is not None:
             return f"from {files.clinical_json.name} (rendered) + {files.clinical_note.name}"
@@ -291,7 +231,7 @@ class SubjectPanel(QWidget):
         return "no file: paste a note"
 
     @staticmethod
-    def _genetics_source_text(state: SubjectState) -> str:
+    def _genetics_source_text(state: OpenedSubject) -> str:
         if state.files.genetics is None:
             return "no file: paste genetics"
         if state.genetics_text is None:
@@ -299,8 +239,6 @@ class SubjectPanel(QWidget):
         return f"from {state.files.genetics.name}"
 
     def _refresh_modalities(self) -> None:
-        from anchorad_core.modality import Modality
-
         state = self.session.subject
         if state is None:
             return
@@ -335,10 +273,8 @@ class SubjectPanel(QWidget):
         if self._filling:
             return
         state = self.session.subject
-        text = self.clinical_edit.toPlainText()
-        self.session.clinical_edited = state is None or text.strip() != (state.clinical_text or "").strip()
-        self.session.clinical_override = text
-        self.clinical_source.setText("edited: replaces the files" if self.session.clinical_edited
+        self.core.edit_note(self.clinical_edit.toPlainText())
+        self.clinical_source.setText("edited: replaces the files" if self.core.edited("clinical")
                                      else (self._clinical_source_text(state) if state else ""))
         self._validate_timer.start()
 
@@ -346,12 +282,8 @@ class SubjectPanel(QWidget):
         if self._filling:
             return
         state = self.session.subject
-        text = self.genetics_edit.toPlainText()
-        original = (state.genetics_text or "").strip() if state else ""
-        file_kept = state is not None and state.genetics_text is None and state.files.genetics is not None and not text.strip()
-        self.session.genetics_edited = not file_kept and (state is None or text.strip() != original)
-        self.session.genetics_override = text
-        self.genetics_source.setText("edited: replaces the file" if self.session.genetics_edited
+        self.core.edit_genetics(self.genetics_edit.toPlainText())
+        self.genetics_source.setText("edited: replaces the file" if self.core.edited("genetics")
                                      else (self._genetics_source_text(state) if state else ""))
         self._validate_timer.start()
 
@@ -368,7 +300,7 @@ class SubjectPanel(QWidget):
         self._validate_timer.stop()
         state = self.session.subject
         # clinical
-        ok, message = _note_summary(self.clinical_edit.toPlainText())
+        ok, message = describe_note(self.clinical_edit.toPlainText())
         self._set_status(self.clinical_status, ok, message, [])
         # genetics
         text = self.genetics_edit.toPlainText()
@@ -391,12 +323,12 @@ class SubjectPanel(QWidget):
 
     def inputs_valid(self) -> tuple[bool, str]:
         """Whether the typed inputs parse (the Diagnose panel asks before running)."""
-        if self.session.genetics_edited:
+        if self.core.edited("genetics"):
             ok, message, _ = describe_genetics(self.genetics_edit.toPlainText())
             if not ok:
                 return False, f"genetics: {message}"
-        if self.session.clinical_edited:
-            ok, message = _note_summary(self.clinical_edit.toPlainText())
+        if self.core.edited("clinical"):
+            ok, message = describe_note(self.clinical_edit.toPlainText())
             if not ok:
                 return False, f"clinical note: {message}"
         return True, ""

@@ -1,9 +1,11 @@
-"""Long work off the Qt thread: napari generator workers with progress, cancel and error notices.
+"""Long work off the Qt thread: the core session's generators in napari workers, with progress, cancel, notices.
 
-Each job is a plain generator (no Qt) that yields :class:`Step` before each stage and
-returns its result; :func:`start_job` runs it in a napari ``GeneratorWorker`` with a progress
-bar in napari's activity dock. ``worker.quit()`` (the Cancel buttons) stops the job at its
-next stage boundary.
+Each job is a plain generator (no Qt) that yields :class:`anchorad_core.Step` before each
+stage and returns its result - the :class:`anchorad_core.session.Session` methods, and
+:func:`open_subject_job`; :func:`start_job` runs it in a napari ``GeneratorWorker`` (a thread
+that emits Qt signals) with a progress bar in napari's activity dock. ``worker.quit()`` (the
+Cancel buttons) stops the job at its next stage boundary; the core commits a result only when
+its job completes, so a stopped job changes nothing.
 
 Every way a job can end reaches the panel that started it: ``on_done`` is always called, on the
 Qt thread, with a :class:`JobOutcome` (done, cancelled or failed with its one-line reason). A
@@ -16,21 +18,21 @@ a :class:`JobFailure` *inside* the worker thread: napari's worker would otherwis
 from __future__ import annotations
 
 import logging
-import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Generator
 
-__all__ = ["Step", "JobFailure", "JobOutcome", "failure_reason", "diagnose_job", "open_subject_job", "start_job"]
+from anchorad_core import AnchorADError, Step
+from anchorad_core.session import OpenedSubject, read_subject
+
+__all__ = ["JobFailure", "JobOutcome", "failure_reason", "open_subject_job", "start_job"]
 
 log = logging.getLogger("anchorad_gui")
 
 
 def failure_reason(exc: BaseException) -> str:
     """One line saying why: an AnchorAD error's own message, else ``Type: message`` (never cut)."""
-    from anchorad_core.errors import AnchorADError
-
     text = " ".join(str(exc).split())  # one line, whole
     if isinstance(exc, AnchorADError):
         return text or type(exc).__name__
@@ -88,56 +90,16 @@ def _guarded(job: Callable[..., Any], args: tuple, what: str, sink: dict[str, An
     return result
 
 
-@dataclass
-class Step:
-    """A stage of a job, yielded before it runs (``done`` of ``total`` steps finished)."""
-
-    name: str
-    done: int
-    total: int
-
-
-def open_subject_job(folder: "str | Path") -> Generator[Step, None, tuple[Any, list]]:
+def open_subject_job(folder: "str | Path") -> Generator[Step, None, tuple[OpenedSubject, list]]:
     """Read the subject's files and text, then its image layers (T1, fMRI); changes nothing."""
     from ._reader import read_subject_layers
-    from ._session import read_subject_state
 
-    yield Step("finding files", 0, 2)
-    state = read_subject_state(folder)
-    yield Step("reading images", 1, 2)
-    layers = read_subject_layers(state.folder) if (state.files.smri or state.files.fmri) else []
+    yield Step("open", 0, 2, "finding files")
+    state = read_subject(folder)
+    yield Step("open", 1, 2, "reading images")
+    files = state.files
+    layers = read_subject_layers(state.folder) if files is not None and (files.smri or files.fmri) else []
     return state, layers
-
-
-def diagnose_job(
-    bundle: "str | Path",
-    device: str,
-    dtype: str,
-    folder: "str | Path | None",
-    overrides: dict[str, Any],
-    n_modalities: int = 4,
-) -> Generator[Step, None, Any]:
-    """Load (or reuse) the pipeline, read the subject, run every stage; return a ``DiagnosisState``."""
-    from ._pipelines import PIPELINES, pipeline_key
-    from ._session import DiagnosisState, subject_inputs
-
-    start = time.perf_counter()
-    extra = 2
-    total = extra + 2 * n_modalities + 1
-    key = pipeline_key(bundle, device, dtype)
-    yield Step("loading the model" if key not in PIPELINES else "model loaded", 0, total)
-    pipeline = PIPELINES.get(bundle, device, dtype)
-    yield Step("reading the subject", 1, total)
-    subject = pipeline.load_subject(folder, overrides=overrides)
-    runner = pipeline.run(subject, return_outputs=True)
-    try:
-        while True:
-            stage = next(runner)
-            yield Step(stage.name, stage.index + extra, stage.total + extra)
-    except StopIteration as done:
-        diagnosis = done.value
-    return DiagnosisState(pipeline, subject, diagnosis, key, time.perf_counter() - start,
-                          subject_inputs(folder, overrides))
 
 
 def start_job(
@@ -197,7 +159,7 @@ def start_job(
                 if pbar.total != step.total:
                     pbar.total = step.total
                 pbar.update(step.done - pbar.n)
-                pbar.set_description(f"{desc}: {step.name}")
+                pbar.set_description(f"{desc}: {step.text}")
             except Exception:  # the bar is cosmetic
                 pass
 
