@@ -213,7 +213,7 @@ def build_gradient_csv(
 
 
 def _main(argv: "Sequence[str] | None" = None) -> None:
-    parser = argparse.ArgumentParser(description=build_gradient_csv.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(build_gradient_csv.__doc__ or "").splitlines()[0])
     parser.add_argument("fc", help="connectivity CSV (n x n, no header; .csv or .csv.gz)")
     parser.add_argument("out", help="gradient CSV to write")
     parser.add_argument("--order-tsv", help="TSV with a column of 1-based matrix indices per output row")

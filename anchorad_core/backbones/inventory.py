@@ -91,12 +91,15 @@ def parameters_on_meta() -> Iterator[None]:
     """
     original = nn.Module.register_parameter
 
-    def register(module: nn.Module, name: str, param: "nn.Parameter | None") -> None:
-        original(module, name, param)
+    # ``self`` as the first name keeps the signature that of the method it replaces.
+    def register(self: nn.Module, name: str, param: "nn.Parameter | None") -> None:
+        original(self, name, param)
         if param is not None and not param.is_meta:
             kwargs = {**param.__dict__, "requires_grad": param.requires_grad}
-            module._parameters[name] = type(param)(param.to("meta"), **kwargs)
+            self._parameters[name] = type(param)(param.to("meta"), **kwargs)
 
+    # Patching a method on the class is the point of this context manager (mypy flags any
+    # assignment to a method as method-assign).
     nn.Module.register_parameter = register  # type: ignore[method-assign]
     try:
         yield

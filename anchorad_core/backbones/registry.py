@@ -69,21 +69,19 @@ def presets() -> dict[str, dict[str, Any]]:
 
 def resolve_config(spec: "str | dict[str, Any]") -> dict[str, Any]:
     """Turn a preset name or a config dict (possibly ``{"preset": name, **overrides}``) into a config."""
-    if isinstance(spec, str):
-        spec = {"preset": spec}
-    spec = dict(spec)
-    name = spec.pop("preset", None)
+    config: dict[str, Any] = {"preset": spec} if isinstance(spec, str) else dict(spec)
+    name = config.pop("preset", None)
     if name is not None:
         if name not in _PRESETS:
             raise ConfigError(f"unknown backbone preset {name!r}; known: {', '.join(sorted(_PRESETS))}")
         base = copy.deepcopy(_PRESETS[name]["config"])
-        base.update(spec)
-        spec = base
-    if spec.get("family") not in _FAMILIES:
+        base.update(config)
+        config = base
+    if config.get("family") not in _FAMILIES:
         raise ConfigError(
-            f"unknown backbone family {spec.get('family')!r}; known: {', '.join(sorted(_FAMILIES))}"
+            f"unknown backbone family {config.get('family')!r}; known: {', '.join(sorted(_FAMILIES))}"
         )
-    return spec
+    return config
 
 
 def build_backbone(
@@ -104,5 +102,5 @@ def build_backbone(
     config = resolve_config(spec)
     cls = _FAMILIES[config["family"]]
     kwargs = {k: v for k, v in config.items() if k != "family"}
-    return cls.from_config(kwargs, base_dir=base_dir, load_weights=load_weights)  # type: ignore[attr-defined]
+    return cls.from_config(kwargs, base_dir=base_dir, load_weights=load_weights)
 

@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Not typed yet (being split into one package per family); its errors are the only ones allowed for now.
-UNTYPED = "anchorad_core/backbones/"
 
 pytestmark = pytest.mark.slow
 
@@ -42,15 +40,7 @@ def test_mypy_ran(mypy_run: tuple[int, str]) -> None:
     assert "note: unused section" not in output, output  # an override for a module that is never imported
 
 
-def test_mypy_is_clean_outside_the_backbones(mypy_run: tuple[int, str]) -> None:
-    status, output = mypy_run
-    assert status in (0, 1), output
-    outside = [e for e in _errors(output) if not e.replace("\\", "/").startswith(UNTYPED)]
-    assert not outside, "mypy errors in anchorad_core outside backbones/:\n" + "\n".join(outside)
-
-
-@pytest.mark.xfail(strict=False, reason=f"{UNTYPED} is not typed yet (its errors are the only ones left): "
-                                        "remove this mark once the backbone packages are typed")
 def test_mypy_is_clean_on_the_whole_core(mypy_run: tuple[int, str]) -> None:
     status, output = mypy_run
-    assert status == 0 and "Success: no issues found" in output, f"mypy found errors in anchorad_core:\n{output}"
+    errors = "\n".join(_errors(output)) or output
+    assert status == 0 and "Success: no issues found" in output, f"mypy found errors in anchorad_core:\n{errors}"

@@ -114,6 +114,9 @@ class GradientPositionalEmbedding(nn.Module):
         Token grid.
     """
 
+    #: Buffer (registered in ``__init__``): the fixed sin-cos half, ``(n_rois * n_time_patches, D/2)``.
+    emb_h: torch.Tensor
+
     def __init__(self, n_gradients: int, embed_dim: int, n_rois: int, n_time_patches: int) -> None:
         super().__init__()
         if embed_dim % 4:
@@ -194,6 +197,11 @@ class BrainJEPABackbone(ModalityBackbone):
     family = "brainjepa"
     lora_target_modules = r"(?:.*\.)?blocks\.\d+\.attn\.(?:qkv|proj)"
     phase2_trainable_modules: list[str] = []
+
+    #: Buffer (registered in ``__init__``): the gradient matrix ``(1, n_rois, n_gradients)``.
+    gradient: torch.Tensor
+    #: Buffer registered only with ``readout="connectivity"``: network index of every ROI.
+    roi_groups: torch.Tensor
 
     def __init__(
         self,
@@ -277,6 +285,7 @@ class BrainJEPABackbone(ModalityBackbone):
                 nn.init.zeros_(module.bias)
         with torch.no_grad():
             for layer_id, block in enumerate(self.blocks, start=1):
+                assert isinstance(block, Block)  # nn.ModuleList yields plain Modules
                 block.attn.proj.weight.div_(np.sqrt(2.0 * layer_id))
                 block.mlp.fc2.weight.div_(np.sqrt(2.0 * layer_id))
 
@@ -367,6 +376,7 @@ class BrainJEPABackbone(ModalityBackbone):
             return x, None, stream
         if x.shape[1] == n:  # every appended token was masked: they were left out entirely
             return x, x.new_zeros(extra_tokens.shape[0], extra_tokens.shape[1], self.width), stream
+        assert valid is not None  # set whenever extra_tokens is given
         return x[:, :n], x[:, n:].masked_fill(~valid[..., None], 0.0), stream
 
     def _connectivity(self, stream: torch.Tensor) -> list[torch.Tensor]:

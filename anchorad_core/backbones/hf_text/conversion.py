@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ...errors import CheckpointError
 from ..hf_common import check_loading_info, offline_kwargs, strip_unused_heads
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
-def load_text_model(folder: Path, hf_config: Any, dtype: torch.dtype, trust: bool, load_weights: bool) -> torch.nn.Module:
+
+def load_text_model(folder: Path, hf_config: Any, dtype: torch.dtype, trust: bool, load_weights: bool) -> "PreTrainedModel":
     """Load (or only build) the bare ``AutoModel`` of ``folder``."""
     from transformers import AutoModel
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 import copy
 import threading
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
 from ...errors import CheckpointError
 from ..hf_common import check_loading_info, load_hf_config, load_hf_tokenizer, offline_kwargs, strip_unused_heads
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = ["GGUFModel", "load_gguf_model", "clear_gguf_cache"]
 
@@ -30,7 +33,7 @@ class GGUFModel(NamedTuple):
 
     hf_config: Any
     tokenizer: Any
-    model: torch.nn.Module
+    model: "PreTrainedModel"
 
 
 class _Parsed(NamedTuple):
@@ -100,7 +103,7 @@ def load_gguf_model(
 
 def _parse(
     folder: Path, gguf_file: str, dtype: torch.dtype, load_weights: bool, what: str, known: "_Parsed | None"
-) -> "tuple[_Parsed, torch.nn.Module | None]":
+) -> "tuple[_Parsed, PreTrainedModel | None]":
     """Read the config and tokenizer (unless ``known``) and, with ``load_weights``, the model
     (returned beside the parsed parts, which keep a copy of its weights)."""
     from transformers import AutoModel
@@ -124,7 +127,7 @@ def _parse(
     return _Parsed(hf_config, tokenizer, state), model
 
 
-def _model_with_weights(hf_config: Any, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+def _model_with_weights(hf_config: Any, state: dict[str, torch.Tensor]) -> "PreTrainedModel":
     """A bare model of ``hf_config`` holding clones of ``state`` (built without allocating weights)."""
     from accelerate import init_empty_weights
     from transformers import AutoModel

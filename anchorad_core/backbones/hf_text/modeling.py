@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
@@ -80,6 +80,9 @@ from ..registry import register_backbone
 from .config import DEFAULT_TEXT_MODEL, KINDS, POOLINGS, detect_kind, resolve_text_model_folder
 from .conversion import load_text_model
 from .gguf_loading import load_gguf_model
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @register_backbone
@@ -118,7 +121,7 @@ class HFTextBackbone(ModalityBackbone):
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: "PreTrainedModel",
         tokenizer: Any,
         *,
         model_path: "str | None",
@@ -138,7 +141,7 @@ class HFTextBackbone(ModalityBackbone):
             raise ConfigError(f"hf-text: unknown pooling {pooling!r}; expected one of {', '.join(POOLINGS)}")
         if int(max_length) < 2:
             raise ConfigError(f"hf-text: max_length must be at least 2, got {max_length}")
-        self.model = model
+        self.model: PreTrainedModel = model
         use_gated_attention(model)
         self.tokenizer = _prepare_tokenizer(tokenizer, kind)
         self.model_path = None if model_path is None else str(model_path)

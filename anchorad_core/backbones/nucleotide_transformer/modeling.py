@@ -60,7 +60,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence, cast
 
 import torch
 
@@ -88,11 +88,26 @@ from ..registry import register_backbone
 from .conversion import load_esm_encoder
 from .kmer_tokenizer import VALID_BASES, build_nt_v1_tokenizer
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
 
 #: Mask-ratio constant hard-coded in ESM's token dropout.
 _ESM_MASK_RATIO_TRAIN = 0.15 * 0.8
 #: Probe sequences of the load-time embedding-path check.
 _PROBE = ("ACGTACGTTAGCCATGNACGTAC", "GGATCC")
+
+
+class _EsmEmbeddings(Protocol):
+    """What the backbone uses of an ESM embedding module (transformers' or an NT v2 folder's own).
+
+    ``token_dropout`` and ``layer_norm`` are read with ``getattr``: not every version has them.
+    """
+
+    word_embeddings: torch.nn.Module
+    mask_token_id: int
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor: ...
 
 
 @register_backbone
@@ -124,7 +139,7 @@ class NucleotideTransformerBackbone(ModalityBackbone):
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: "PreTrainedModel",
         tokenizer: Any,
         *,
         model_path: "str | None" = None,
@@ -136,7 +151,7 @@ class NucleotideTransformerBackbone(ModalityBackbone):
         source_folder: "Path | None" = None,
     ) -> None:
         super().__init__()
-        self.model = model
+        self.model: PreTrainedModel = model
         use_gated_attention(model)
         self.tokenizer = tokenizer
         self.model_path = None if model_path is None else str(model_path)
@@ -196,7 +211,9 @@ class NucleotideTransformerBackbone(ModalityBackbone):
             from transformers import EsmConfig, EsmModel
 
             hf_config = EsmConfig(**esm_config)
-            model = EsmModel(hf_config, add_pooling_layer=False).to(dtype)
+            # transformers decorates ``to`` with functools.wraps(nn.Module.to), so typeshed
+            # types the bound call as the unbound one (first argument ``self``)
+            model = EsmModel(hf_config, add_pooling_layer=False).to(dtype)  # type: ignore[arg-type]
             strip_unused_heads(model)
             model.eval()
             tokenizer = build_nt_v1_tokenizer(model_max_length=_position_limit(hf_config, None))
@@ -435,6 +452,7 @@ class NucleotideTransformerBackbone(ModalityBackbone):
 
         extra = None
         if row_extra is not None:
+            assert extra_mask is not None  # set above whenever extra tokens were given
             summed = hidden.new_zeros(batch_size, row_extra.shape[1], width).index_add(0, row_subject, row_extra)
             counts = chunk_mask.sum(dim=1).clamp(min=1).to(hidden.dtype)
             extra = summed / counts.view(-1, 1, 1)
@@ -447,7 +465,7 @@ class NucleotideTransformerBackbone(ModalityBackbone):
 
     def _embed_tokens(self, ids: torch.Tensor, mask: torch.Tensor, mode: "str | None" = None) -> torch.Tensor:
         """Input vectors for ``inputs_embeds`` that reproduce ``model(input_ids=ids, attention_mask=mask)``."""
-        embeddings = self.model.embeddings
+        embeddings = cast(_EsmEmbeddings, self.model.embeddings)
         if (mode or self._embedding_mode) == "post":
             return embeddings(input_ids=ids, attention_mask=mask.long())
         # legacy: the model's inputs_embeds path adds positions / layer norm / mask itself,
@@ -500,7 +518,7 @@ class NucleotideTransformerBackbone(ModalityBackbone):
                 except Exception:  # noqa: BLE001 - a path the code does not support
                     continue
                 errors[mode] = float(((got.float() - reference) * valid).abs().amax())
-            best = min(errors, key=errors.get) if errors else None
+            best = min(errors, key=errors.__getitem__) if errors else None
             if best is None or errors[best] > tol:
                 raise CheckpointError(
                     "Nucleotide Transformer: feeding embeddings does not reproduce model(input_ids=...) "

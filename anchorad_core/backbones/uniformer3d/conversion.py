@@ -85,7 +85,7 @@ def load_brainmvp_checkpoint(
                 state[weight_key] = _adapt_input_conv(state[weight_key], model_in)
                 report.notes.append(
                     f"patch_embed1.proj adapted from {ckpt_in} to {model_in} input channel(s) (rule 'repeat').")
-    allowed = ("extra_bridge.",)
+    allowed: tuple[str, ...] = ("extra_bridge.",)
     if rule == "skip":
         allowed += (weight_key, bias_key)
     return load_checked(model, state, report, allowed_missing=allowed)

@@ -372,7 +372,8 @@ class UniFormer3DBackbone(ModalityBackbone):
         x0 = image.permute(0, 1, 4, 2, 3)
         extra, valid = self._prepare_extras(extra_tokens, extra_mask, x0)
         # with every appended token masked there is nothing to attend to: run without them
-        extra_in = extra if extra is not None and bool(valid.any()) else None
+        # (_prepare_extras returns both or neither)
+        extra_in = extra if extra is not None and valid is not None and bool(valid.any()) else None
 
         x1 = self.pos_drop(self.patch_embed1(x0))
         for blk in self.blocks1:
@@ -397,7 +398,7 @@ class UniFormer3DBackbone(ModalityBackbone):
         x4 = self.norm(x4)
 
         extra_out = None
-        if extra is not None:
+        if extra is not None and valid is not None:
             if extra_in is None:
                 extra_out = x4.new_zeros(extra.shape[0], extra.shape[1], self.width)
             else:
