@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .fusion.qformer import AuxiliaryFeatures
 from .modality import Modality
@@ -209,8 +208,13 @@ def _trainable_copy(bundle_path: Path, device: torch.device) -> Any:
 
 
 def bench_phase2(model: Any, inputs: Any, repeats: int, batch_size: int = 8, seed: int = 0) -> dict[str, Any]:
-    """One phase-2 epoch of every anchored round: cached features vs recomputed vs passes alone."""
+    """One phase-2 epoch of every anchored round: cached features vs recomputed vs passes alone.
+
+    Every variant takes phase 2's own training mode and loss (:func:`.training.phase2.phase2_train_mode`,
+    :func:`.training.phase2.anchored_loss`); they differ only in where the auxiliary features come from.
+    """
     from .training.features import FeatureCache
+    from .training.phase2 import anchored_loss, phase2_train_mode
 
     device = model.device
     anchors = model.anchors()
@@ -229,16 +233,15 @@ def bench_phase2(model: Any, inputs: Any, repeats: int, batch_size: int = 8, see
 
     plans = {a: plan(a) for a in anchors}
 
-    def train_mode() -> None:
-        model.eval()  # the anchors stay frozen (BatchNorm statistics included)
+    def train_mode() -> None:  # as phase 2 trains (the real function)
+        model.eval()
         for a in anchors:
-            model.anchored_round(a).train()
+            phase2_train_mode(model, a)
 
-    def step(anchor: Modality, index: list[int], aux: dict) -> None:
+    def step(anchor: Modality, index: list[int], aux: dict) -> None:  # phase 2's own loss
         batch = model.backbone(anchor).collate([inputs.samples[anchor][i] for i in index])
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model.anchored(anchor, batch, aux).logits.float(), y_all[index])
-        loss.backward()
+        anchored_loss(model, anchor, batch, aux, y_all[index]).backward()
         optimizer.step()
 
     def ids(index: list[int]) -> list[str]:
@@ -276,8 +279,7 @@ def bench_phase2(model: Any, inputs: Any, repeats: int, batch_size: int = 8, see
                 optimizer.zero_grad(set_to_none=True)
                 _sync(device)
                 t0 = time.perf_counter()
-                loss = F.cross_entropy(model.anchored(a, batch, aux).logits.float(), y_all[index])
-                loss.backward()
+                anchored_loss(model, a, batch, aux, y_all[index]).backward()
                 _sync(device)
                 total += time.perf_counter() - t0
         optimizer.zero_grad(set_to_none=True)

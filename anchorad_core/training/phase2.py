@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..fusion.qformer import AuxiliaryFeatures
 from ..modality import Modality
 from ..progress import SILENT, Progress
 from .config import StageSettings, TrainConfig
@@ -28,6 +29,34 @@ if TYPE_CHECKING:  # the model imports nothing from training; the annotation onl
 #: about ``lr`` per step, so at the rounds' 1e-3 a gate would stay below 0.1 for a demo-sized
 #: run and the Q-former (whose gradient is scaled by the gate) would barely train.
 GATE_LR_FACTOR = 10.0
+
+
+def phase2_train_mode(model: "AnchorADModel", anchor: Modality) -> None:
+    """Put the round of ``anchor`` in training mode the way phase 2 trains it.
+
+    The anchor backbone stays in ``eval()`` (frozen, BatchNorm statistics included), except
+    LoRA's own dropout, which is active while training, and checkpointed layers, which still
+    checkpoint; the round's Q-former, projections, gates and head train.
+    """
+    backbone = model.backbone(anchor)
+    backbone.eval()
+    for name, module in backbone.named_modules():
+        if name.endswith("lora_dropout") or ".lora_dropout." in name:
+            module.train()
+    keep_checkpointing_in_eval(backbone)
+    model.anchored_round(anchor).train()
+
+
+def anchored_loss(
+    model: "AnchorADModel", anchor: Modality, batch: dict[str, torch.Tensor],
+    aux: "dict[Modality, AuxiliaryFeatures]", labels: torch.Tensor,
+) -> torch.Tensor:
+    """Phase 2's training loss: cross-entropy of the anchored round on a collated ``batch``.
+
+    ``aux`` holds the batch's cached auxiliary features (:meth:`FeatureCache.aux_for_anchor`).
+    The benchmark times this very function (``anchorad bench``, phase 2).
+    """
+    return F.cross_entropy(model.anchored(anchor, batch, aux).logits, labels)
 
 
 def train_phase2(
@@ -63,7 +92,9 @@ def train_phase2(
         return model.anchored(anchor, batch, cache.aux_for_anchor(anchor, ids)).logits
 
     def step(index: list[int]) -> torch.Tensor:
-        return F.cross_entropy(logits(train, index), y_train[index])
+        ids = [train.subject_ids[i] for i in index]
+        batch = backbone.collate([train.samples[anchor][i] for i in index])
+        return anchored_loss(model, anchor, batch, cache.aux_for_anchor(anchor, ids), y_train[index])
 
     def validate() -> float:
         if len(val) == 0:
@@ -74,20 +105,13 @@ def train_phase2(
             total += float(F.cross_entropy(logits(val, index), y_val[index], reduction="sum"))
         return total / len(val)
 
-    def train_mode() -> None:
-        backbone.eval()  # the anchor stays frozen (BatchNorm statistics included) ...
-        for name, module in backbone.named_modules():
-            if name.endswith("lora_dropout") or ".lora_dropout." in name:
-                module.train()  # ... but LoRA's own dropout is active while training
-        keep_checkpointing_in_eval(backbone)  # ... and checkpointed layers still checkpoint
-        round_.train()
-
     # With the gated injection the round starts as the phase-1 model (head warm start, gates
     # at 0, LoRA's B at 0): keeping the start unless an epoch beats it on validation means
     # phase 2 never ends worse on validation than phase 1.
     return fit(
         [round_, backbone], step, validate, len(train), settings, seed,
-        stage=f"phase 2 · anchor {anchor.title}", progress=progress, train_mode=train_mode,
+        stage=f"phase 2 · anchor {anchor.title}", progress=progress,
+        train_mode=lambda: phase2_train_mode(model, anchor),
         checkpoint=checkpoint, accelerator=accelerator, keep_initial=config.gated and len(val) > 0,
         lr_multipliers={id(g): GATE_LR_FACTOR for g in (round_.gates or [])},
     )
