@@ -43,6 +43,7 @@ _EXPORTS = {
     "Diagnosis": "inference",
     "SubjectExplanation": "explain.subject",
     "NEAR_UNIFORM_RULE": "explain.attention",
+    "MISSING_MODALITY_RULE": "missing_rule",
     "relative_map": "explain.attention",
     "paint_atlas": "explain.maps",
 }

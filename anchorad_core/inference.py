@@ -20,6 +20,7 @@ from .bundle import Bundle, load_bundle
 from .device import resolve_device, resolve_dtype
 from .fusion.anchored_round import RoundOutput
 from .fusion.qformer import AuxiliaryFeatures
+from .missing_rule import MISSING_MODALITY_RULE
 from .modality import Modality
 from .progress import SILENT, Progress, Step, drive
 
@@ -92,10 +93,7 @@ class Diagnosis:
             },
             "modalities_used": self.modalities_used,
             "modalities_missing": self.modalities_missing,
-            "missing_modality_rule": (
-                "a missing modality has no anchor round, and its auxiliary block is masked out of "
-                "every other round's Q-former (never zero-filled tokens that attention can see)"
-            ),
+            "missing_modality_rule": MISSING_MODALITY_RULE,
             "timings_s": self.timings,
             "bundle": self.bundle,
             "research_use_only": True,

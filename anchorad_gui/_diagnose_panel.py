@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from anchorad_core import ALL_MODALITIES, BundleError, InputDataError, Modality, Step
+from anchorad_core import ALL_MODALITIES, MISSING_MODALITY_RULE, BundleError, InputDataError, Modality, Step
 from anchorad_core.session import DTYPES, available_devices, dtype_supported
 
 from ._panel import AnchorADPanel
@@ -41,8 +41,6 @@ from ._style import BAD_COLOR, MUTED_COLOR, OK_COLOR, RESEARCH_NOTE, WARN_COLOR,
 
 __all__ = ["DiagnosePanel", "DTYPES"]
 
-MISSING_RULE = ("no anchor round; its auxiliary block is masked out of every other round's "
-                "Q-former (never zero-filled)")
 
 
 class DiagnosePanel(AnchorADPanel):
@@ -292,7 +290,7 @@ class DiagnosePanel(AnchorADPanel):
         )
         if d.modalities_missing:
             names = ", ".join(_title(m) for m in d.modalities_missing)
-            self.missing_label.setText(f"<b>Missing:</b> {html.escape(names)} - {html.escape(MISSING_RULE)}.")
+            self.missing_label.setText(f"<b>Missing:</b> {html.escape(names)} - {html.escape(MISSING_MODALITY_RULE)}.")
         else:
             self.missing_label.setText("<b>Missing:</b> none (all four modalities used).")
 
@@ -314,7 +312,7 @@ class DiagnosePanel(AnchorADPanel):
                 rows.append({"kind": "round", "anchor": m.value, "cells": cells, "tooltip": tip})
             elif m.value in d.modalities_missing:
                 cells = [f"{m.title} anchor", *["-" for _ in d.labels], "-", "missing: no round"]
-                rows.append({"kind": "missing", "anchor": m.value, "cells": cells, "tooltip": MISSING_RULE})
+                rows.append({"kind": "missing", "anchor": m.value, "cells": cells, "tooltip": MISSING_MODALITY_RULE})
         cells = [f"Aggregate ({d.rule})", *[f"{d.aggregate_probabilities[lab]:.3f}" for lab in d.labels],
                  "", f"diagnosis: {d.label}"]
         rows.append({"kind": "aggregate", "anchor": None, "cells": cells, "tooltip": ""})

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..data.fileio import atomic_path
 from ..io_utils import atomic_write_json, atomic_write_text
+from ..missing_rule import MISSING_MODALITY_RULE
 from ..modality import Modality, keys_to_json
 from ..progress import SILENT, Progress
 from .attention import NEAR_UNIFORM_RULE, BlockAttention, round_attention
@@ -48,8 +49,7 @@ from .maps import BaseMap, ModalityMap, RoiMap, VolumeMap, WordMap, paint_atlas
 __all__ = ["RoundExplanation", "SubjectExplanation", "explain_subject", "MISSING_RULE"]
 
 MISSING_RULE = (
-    "A missing modality has no anchor round, and its auxiliary block is masked out of every other "
-    "round's Q-former (never zero-filled tokens that attention can see); it therefore has no "
+    f"{MISSING_MODALITY_RULE[0].upper()}{MISSING_MODALITY_RULE[1:]}; it therefore has no "
     "attention or attribution map."
 )
 

@@ -15,6 +15,7 @@ import numpy as np
 from ..explain.attention import NEAR_UNIFORM_RULE
 from ..data.note_fields import note_fields_text
 from ..explain.attributions import BASELINES_TEXT, DELTA_TOLERANCE, MAX_N_STEPS
+from ..missing_rule import MISSING_MODALITY_RULE, MISSING_MODALITY_SHORT
 from . import layout as L
 from .anatomy import Anatomy
 from .bundle_info import BundleInfo
@@ -36,10 +37,8 @@ WARNING_COLOUR = "#a00000"
 CAUTION_COLOUR = "#9a6700"
 LABEL_COLOUR = "#0b3d91"
 BAR_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52")
-MISSING_INPUT_TEXT = "no input: no anchor round, auxiliary block masked in every round"
-MISSING_RULE_WITHOUT_EXPLANATION = (
-    "a missing modality has no anchor round, and its auxiliary block is masked out of every other "
-    "round's Q-former (never zero-filled tokens that attention can see).")
+MISSING_INPUT_TEXT = f"no input: {MISSING_MODALITY_SHORT}"
+MISSING_RULE_WITHOUT_EXPLANATION = f"{MISSING_MODALITY_RULE}."
 
 
 class _Column:
