@@ -81,8 +81,7 @@ def _demo_cohort(args: argparse.Namespace, progress: Progress) -> int:
               f"sessions, Clinica layout, to {clinica.root}")
         print(f"labels ({counts}) in {clinica.labels_tsv}: train with --labels {clinica.labels_tsv}")
         return 0
-    info = make_demo_cohort(out, args.subjects, args.seed, overwrite=args.force,
-                            progress=lambda done, total, *_: progress.update("demo cohort", done, total))
+    info = make_demo_cohort(out, args.subjects, args.seed, overwrite=args.force, progress=progress)
     counts = ", ".join(f"{k} {v}" for k, v in info.labels.items())
     print(f"wrote a SYNTHETIC demo cohort of {info.n_subjects} subjects ({counts}) to {info.root}")
     print(f"{len(info.dropped)} subjects lack one modality on purpose; see {info.root / 'README.md'}")

@@ -80,8 +80,7 @@ def load_task_samples(
         raise InputDataError(f"task {task.name} needs subjects of both classes; found {len(ids)} subjects", cohort.tsv)
     subjects = cohort.load_subjects(
         ids, preprocess,
-        progress=lambda done, total, _sid: progress.update(f"loading {task.name} subjects", done, total),
-        cancel=(lambda: bool(progress.cancelled and progress.cancelled())),
+        progress=progress, stage=f"loading {task.name} subjects",
         cache_dir=default_cache_dir(cohort.root),
         workers=2,
     )
@@ -329,8 +328,7 @@ def run_demo(
     start = time.perf_counter()
     cohort_dir = root / "cohort"
     if not (cohort_dir / "participants.tsv").is_file():
-        make_demo_cohort(cohort_dir, n_subjects, seed,
-                         progress=lambda done, total, *_: progress.update("demo cohort", done, total))
+        make_demo_cohort(cohort_dir, n_subjects, seed, progress=progress)
     seconds["cohort"] = time.perf_counter() - start
 
     config = TrainConfig.demo(quick=quick)

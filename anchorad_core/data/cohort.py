@@ -27,35 +27,26 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..errors import CancelledError, InputDataError
+from ..progress import SILENT, Progress
 from .config import PreprocessConfig
 from .label_table import parse_diagnoses, read_label_table, read_tsv
 from .subject import Subject, load_subject
 from .task import Task, label_is_a
 
-__all__ = ["Cohort", "load_cohort", "default_cache_dir", "ProgressCallback"]
+__all__ = ["Cohort", "load_cohort", "default_cache_dir"]
 
 #: ``progress(done, total, subject_id)``; a ``tqdm`` bar (anything with ``update``) also works.
-ProgressCallback = Callable[[int, int, str], Any]
 
 
 def default_cache_dir(root: "str | Path") -> Path:
     """The default preprocessing cache of a cohort: ``<root>/derivatives/anchorad-cache``."""
     return Path(root) / "derivatives" / "anchorad-cache"
-
-
-def _report(progress: Any, done: int, total: int, sid: str) -> None:
-    if progress is None:
-        return
-    if callable(progress):
-        progress(done, total, sid)
-    elif hasattr(progress, "update"):  # tqdm and friends
-        progress.update(1)
 
 
 @dataclass
@@ -168,8 +159,8 @@ class Cohort:
         ids: Sequence[str] | None = None,
         config: PreprocessConfig | None = None,
         *,
-        progress: "ProgressCallback | Any | None" = None,
-        cancel: Callable[[], bool] | None = None,
+        progress: Progress = SILENT,
+        stage: str = "loading subjects",
         cache_dir: "str | Path | None" = None,
         on_error: str = "raise",
         workers: int = 1,
@@ -181,12 +172,11 @@ class Cohort:
         ----------
         ids : sequence of str, optional
         config : PreprocessConfig, optional
-        progress : callable or tqdm-like, optional
-            ``progress(done, total, subject_id)`` after each subject, or an object with
-            ``update(n)`` such as ``tqdm(total=len(ids))``.
-        cancel : callable, optional
-            Polled between subjects; when it returns True loading stops with
-            :class:`~anchorad_core.errors.CancelledError`.
+        progress : Progress
+            Told ``(stage, done, total)`` after each subject; its cancel check is polled
+            between subjects and stops loading with :class:`~anchorad_core.errors.CancelledError`.
+        stage : str
+            The stage name the progress reports.
         cache_dir : str or Path, optional
             Preprocessing cache (see :func:`default_cache_dir`); ``None`` = no cache.
         on_error : {"raise", "missing"}
@@ -202,13 +192,16 @@ class Cohort:
         def one(pid: str) -> Subject:
             return self.load_subject(pid, config, cache_dir=cache_dir, on_error=on_error, **kwargs)
 
+        def stop_if_cancelled(done: int) -> None:
+            if progress.cancelled is not None and progress.cancelled():
+                raise CancelledError(f"loading cancelled after {done} of {total} subjects")
+
         out: list[Subject] = []
         if workers <= 1:
             for i, pid in enumerate(ids):
-                if cancel is not None and cancel():
-                    raise CancelledError(f"loading cancelled after {i} of {total} subjects")
+                stop_if_cancelled(i)
                 out.append(one(pid))
-                _report(progress, i + 1, total, pid)
+                progress.update(stage, i + 1, total)
             return out
         stop = threading.Event()
 
@@ -221,12 +214,11 @@ class Cohort:
             futures = [pool.submit(guarded, pid) for pid in ids]
             try:
                 for i, (pid, fut) in enumerate(zip(ids, futures)):
-                    if cancel is not None and cancel():
-                        raise CancelledError(f"loading cancelled after {i} of {total} subjects")
+                    stop_if_cancelled(i)
                     subject = fut.result()
                     assert subject is not None
                     out.append(subject)
-                    _report(progress, i + 1, total, pid)
+                    progress.update(stage, i + 1, total)
             except BaseException:
                 stop.set()
                 for fut in futures:

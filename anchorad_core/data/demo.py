@@ -41,12 +41,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
 from ..modality import ALL_MODALITIES
+from ..progress import SILENT, Progress
 from ..io_utils import atomic_directory
 from .fileio import deterministic_gzip, load_spatial_image
 from .genetics import expand_apoe_genotype
@@ -478,8 +479,9 @@ def make_demo_cohort(
     out: "str | Path",
     n_subjects: int = 240,
     seed: int = 0,
-    progress: Callable[[int, int, str], Any] | None = None,
+    progress: Progress = SILENT,
     *,
+    stage: str = "demo cohort",
     overwrite: bool = False,
     workers: int | None = None,
     unlabeled: bool = False,
@@ -498,8 +500,10 @@ def make_demo_cohort(
         Number of subjects (>= 4); labels NC / MCI (sMCI or pMCI) / AD in roughly equal thirds.
     seed : int
         Random seed.
-    progress : callable, optional
-        ``progress(done, total, subject_id)`` after each subject.
+    progress : Progress
+        Told ``(stage, done, total)`` after each subject (and may cancel between subjects).
+    stage : str
+        The stage name the progress reports.
     overwrite : bool
         Replace an existing non-empty ``out``.
     workers : int, optional
@@ -552,8 +556,7 @@ def make_demo_cohort(
                 for i, fut in enumerate(futures):
                     rows[i] = fut.result()
                     done += 1
-                    if progress is not None:
-                        progress(done, n_subjects, ids[i])
+                    progress.update(stage, done, n_subjects)
             import pandas as pd
 
             table = pd.DataFrame(rows)

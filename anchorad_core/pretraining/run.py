@@ -91,8 +91,8 @@ def pretrain_demo_backbones(out: "str | Path", settings: PretrainSettings | None
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="anchorad-pretrain-") as tmp:
         cohort = Path(tmp) / "cohort"
-        make_demo_cohort(cohort, settings.subjects, settings.seed, unlabeled=True,
-                         progress=lambda d, t, *_: progress.update("pretraining cohort: generating", d, t))
+        make_demo_cohort(cohort, settings.subjects, settings.seed, unlabeled=True, progress=progress,
+                         stage="pretraining cohort: generating")
         inputs = _load_inputs(cohort, preprocess, progress)
     data_seconds = time.perf_counter() - start
 

@@ -11,6 +11,7 @@ from anchorad_core.data import apoe_alleles_of, load_cohort, make_demo_cohort, p
 from anchorad_core.data import demo as demo_mod
 from anchorad_core.errors import ConfigError
 from anchorad_core.modality import Modality
+from anchorad_core.progress import Progress
 
 N = 9
 
@@ -27,8 +28,8 @@ def _digest(root):
 def cohort_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "cohort"
     calls = []
-    info = make_demo_cohort(out, N, seed=7, progress=lambda d, t, sid: calls.append((d, t, sid)))
-    assert calls[-1] == (N, N, f"sub-{N:03d}") and len(calls) == N
+    info = make_demo_cohort(out, N, seed=7, progress=Progress(lambda *update: calls.append(update)))
+    assert calls == [("demo cohort", d, N) for d in range(1, N + 1)]
     assert info.n_subjects == N and info.root == out
     return out
 

@@ -8,6 +8,7 @@ from anchorad_core.data import PreprocessConfig, Task, load_cohort
 from anchorad_core.data.config import PreprocessConfig as PC
 from anchorad_core.errors import CancelledError, ConfigError, InputDataError
 from anchorad_core.modality import Modality
+from anchorad_core.progress import Progress
 
 
 @pytest.mark.parametrize(
@@ -103,21 +104,17 @@ def test_bare_ids_map_to_sub_folders(tmp_path):
 def test_load_subjects_progress_cancel_workers(tmp_path):
     c = load_cohort(_cohort(tmp_path / "c", ROWS))
     seen = []
-    subs = c.load_subjects(progress=lambda d, t, sid: seen.append((d, t, sid)))
-    assert [s.subject_id for s in subs] == c.ids and seen[-1] == (6, 6, "sub-06")
+    subs = c.load_subjects(progress=Progress(lambda *update: seen.append(update)))
+    assert [s.subject_id for s in subs] == c.ids
+    assert seen == [("loading subjects", d, 6) for d in range(1, 7)]
     assert all(s.present == (Modality.CLINICAL,) for s in subs)
 
-    class Bar:  # tqdm-like
-        n = 0
-
-        def update(self, k):
-            self.n += k
-
-    bar = Bar()
-    subs2 = c.load_subjects(progress=bar, workers=2)
-    assert bar.n == 6 and [s.clinical for s in subs2] == [s.clinical for s in subs]
-    calls = iter(range(100))
-    with pytest.raises(CancelledError, match="after 2 of 6"):
-        c.load_subjects(cancel=lambda: next(calls) >= 2)
+    seen2 = []
+    subs2 = c.load_subjects(progress=Progress(lambda *update: seen2.append(update)), stage="train", workers=2)
+    assert seen2 == [("train", d, 6) for d in range(1, 7)] and [s.clinical for s in subs2] == [s.clinical for s in subs]
+    loaded = []  # cancelled once two subjects are loaded: no third is read
     with pytest.raises(CancelledError):
-        c.load_subjects(cancel=lambda: True, workers=2)
+        c.load_subjects(progress=Progress(lambda *update: loaded.append(update), cancelled=lambda: len(loaded) >= 2))
+    assert loaded == [("loading subjects", 1, 6), ("loading subjects", 2, 6)]
+    with pytest.raises(CancelledError, match="after 0 of 6"):
+        c.load_subjects(progress=Progress(cancelled=lambda: True), workers=2)
