@@ -352,11 +352,7 @@ class Session:
     def explain_attention(self, *, cancel: CancelToken | None = None) -> Generator[Step, None, "SubjectExplanation"]:
         """The Q-former attention of every anchor round of :attr:`result` (a fraction of a second)."""
         result = self._require_result()
-        if self._explanation is not None:
-            return self._explanation
-        yield Step(EXPLANATION_STAGE, 0, 1, "Q-former attention of every round")
-        _check(cancel)
-        return self._attention(result)
+        return (yield from self._attention_step(result, EXPLANATION_STAGE, 1, cancel))
 
     def explain_round(self, anchor: "Modality | str", n_steps: int = DEFAULT_IG_STEPS, *,
                       max_steps: int = MAX_IG_STEPS,
@@ -368,12 +364,8 @@ class Session:
         """
         result = self._require_result()
         anchor = Modality.parse(anchor)
-        explanation = self._explanation
-        total = 1 if explanation is not None else 2
-        if explanation is None:
-            yield Step(EXPLANATION_STAGE, 0, total, "Q-former attention of every round")
-            _check(cancel)
-            explanation = self._attention(result)
+        total = 1 if self._explanation is not None else 2
+        explanation = yield from self._attention_step(result, EXPLANATION_STAGE, total, cancel)
         done = explanation.round(anchor).attribution
         if done is not None and done.requested_steps == int(n_steps):
             return done
@@ -388,11 +380,7 @@ class Session:
         result = self._require_result()
         rounds = result.diagnosis.rounds
         total = len(rounds) + 1
-        explanation = self._explanation
-        if explanation is None:
-            yield Step(EXPLANATION_STAGE, 0, total, "Q-former attention of every round")
-            _check(cancel)
-            explanation = self._attention(result)
+        explanation = yield from self._attention_step(result, EXPLANATION_STAGE, total, cancel)
         for i, r in enumerate(rounds):
             done = explanation.round(r.anchor).attribution
             if done is not None and done.requested_steps == int(n_steps):
@@ -401,6 +389,16 @@ class Session:
             _check(cancel)
             self._attribute(result, explanation, r.anchor, n_steps, max_steps)
         return explanation
+
+    def _attention_step(self, result: DiagnosisResult, stage: str, total: int, cancel: CancelToken | None,
+                        message: str = "Q-former attention of every round",
+                        ) -> Generator[Step, None, "SubjectExplanation"]:
+        """The explanation of ``result`` so far, its attention computed first (step 0 of ``total``) if it has none."""
+        if self._explanation is not None:
+            return self._explanation
+        yield Step(stage, 0, total, message)
+        _check(cancel)
+        return self._attention(result)
 
     def _attention(self, result: DiagnosisResult) -> "SubjectExplanation":
         """Compute the attention explanation of ``result``; stored when ``result`` is still current."""
@@ -458,10 +456,7 @@ class Session:
         missing = [r.anchor for r in result.diagnosis.rounds if all_attributions
                    and (explanation is None or explanation.round(r.anchor).attribution is None)]
         total = 2 + len(missing)
-        if explanation is None:
-            yield Step(REPORT_STAGE, 0, total, "Q-former attention")
-            _check(cancel)
-            explanation = self._attention(result)
+        explanation = yield from self._attention_step(result, REPORT_STAGE, total, cancel, "Q-former attention")
         for i, anchor in enumerate(missing):
             yield Step(REPORT_STAGE, 1 + i, total, f"Integrated Gradients of the {anchor.title} round")
             _check(cancel)
