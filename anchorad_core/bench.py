@@ -214,7 +214,7 @@ def bench_phase2(model: Any, inputs: Any, repeats: int, batch_size: int = 8, see
     :func:`.training.phase2.anchored_loss`); they differ only in where the auxiliary features come from.
     """
     from .training.features import FeatureCache
-    from .training.phase2 import anchored_loss, phase2_train_mode
+    from .training.phase2 import anchored_batch, anchored_loss, phase2_train_mode
 
     device = model.device
     anchors = model.anchors()
@@ -238,20 +238,16 @@ def bench_phase2(model: Any, inputs: Any, repeats: int, batch_size: int = 8, see
         for a in anchors:
             phase2_train_mode(model, a)
 
-    def step(anchor: Modality, index: list[int], aux: dict) -> None:  # phase 2's own loss
-        batch = model.backbone(anchor).collate([inputs.samples[anchor][i] for i in index])
+    def step(anchor: Modality, index: list[int], features: FeatureCache) -> None:  # phase 2's own batch and loss
         optimizer.zero_grad(set_to_none=True)
-        anchored_loss(model, anchor, batch, aux, y_all[index]).backward()
+        anchored_loss(model, anchor, *anchored_batch(model, anchor, inputs, features, index), y_all[index]).backward()
         optimizer.step()
-
-    def ids(index: list[int]) -> list[str]:
-        return [inputs.subject_ids[i] for i in index]
 
     def epoch_cached() -> None:
         train_mode()
         for a in anchors:
             for index in plans[a]:
-                step(a, index, cache.aux_for_anchor(a, ids(index)))
+                step(a, index, cache)
         _sync(device)
 
     def epoch_recompute() -> None:
@@ -260,16 +256,15 @@ def bench_phase2(model: Any, inputs: Any, repeats: int, batch_size: int = 8, see
                 aux_mods = tuple(m for m in model.modalities if m is not a)
                 fresh = FeatureCache.compute(model, inputs.subset(index), modalities=aux_mods, batch_size=batch_size)
                 train_mode()  # FeatureCache.compute puts the model in eval mode
-                step(a, index, fresh.aux_for_anchor(a, ids(index)))
+                step(a, index, fresh)
         _sync(device)
 
     # the minimum: the anchored forward+backward passes alone, inputs prepared beforehand
-    prepared = {
-        a: [(model.backbone(a).collate([inputs.samples[a][i] for i in index]),
-             {m: f.to(device) for m, f in cache.aux_for_anchor(a, ids(index)).items()}, index)
-            for index in plans[a]]
-        for a in anchors
-    }
+    def prepare(a: Modality, index: list[int]) -> tuple[dict, dict, list[int]]:
+        batch, aux = anchored_batch(model, a, inputs, cache, index)
+        return batch, {m: f.to(device) for m, f in aux.items()}, index
+
+    prepared = {a: [prepare(a, index) for index in plans[a]] for a in anchors}
 
     def epoch_passes() -> float:
         train_mode()

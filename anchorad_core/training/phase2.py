@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -47,6 +47,14 @@ def phase2_train_mode(model: "AnchorADModel", anchor: Modality) -> None:
     model.anchored_round(anchor).train()
 
 
+def anchored_batch(
+    model: "AnchorADModel", anchor: Modality, inputs: CohortInputs, cache: FeatureCache, index: Sequence[int],
+) -> tuple[dict[str, torch.Tensor], dict[Modality, AuxiliaryFeatures]]:
+    """The anchor's collated batch of the subjects ``index`` of ``inputs`` and their cached auxiliary features."""
+    batch = model.backbone(anchor).collate([inputs.samples[anchor][i] for i in index])
+    return batch, cache.aux_for_anchor(anchor, [inputs.subject_ids[i] for i in index])
+
+
 def anchored_loss(
     model: "AnchorADModel", anchor: Modality, batch: dict[str, torch.Tensor],
     aux: "dict[Modality, AuxiliaryFeatures]", labels: torch.Tensor,
@@ -87,14 +95,10 @@ def train_phase2(
     y_val = torch.as_tensor(val.labels, device=device)
 
     def logits(inputs: CohortInputs, index: list[int]) -> torch.Tensor:
-        ids = [inputs.subject_ids[i] for i in index]
-        batch = backbone.collate([inputs.samples[anchor][i] for i in index])
-        return model.anchored(anchor, batch, cache.aux_for_anchor(anchor, ids)).logits
+        return model.anchored(anchor, *anchored_batch(model, anchor, inputs, cache, index)).logits
 
     def step(index: list[int]) -> torch.Tensor:
-        ids = [train.subject_ids[i] for i in index]
-        batch = backbone.collate([train.samples[anchor][i] for i in index])
-        return anchored_loss(model, anchor, batch, cache.aux_for_anchor(anchor, ids), y_train[index])
+        return anchored_loss(model, anchor, *anchored_batch(model, anchor, train, cache, index), y_train[index])
 
     def validate() -> float:
         if len(val) == 0:
