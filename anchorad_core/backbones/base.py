@@ -78,6 +78,13 @@ class ModalityBackbone(nn.Module, abc.ABC):
         return self.width
 
     @property
+    def pooled_blocks(self) -> tuple[tuple[str, int], ...]:
+        """``(name, width)`` of the consecutive parts of :attr:`BackboneOutput.pooled` (widths
+        sum to :attr:`pooled_width`); the phase-1 probe may leave a part out
+        (:func:`anchorad_core.training.linear_probe.fit_linear_probe`)."""
+        return (("token mean", self.pooled_width),)
+
+    @property
     def attention_heads(self) -> list[int]:
         """Heads of each self-attention layer appended tokens pass through, in call order
         (one zero-initialised gate per head and layer: :mod:`anchorad_core.fusion.gated_injection`)."""

@@ -29,6 +29,9 @@ class TrainHistory:
     best_val_loss: float = math.inf
     #: Validation loss of the starting weights (``keep_initial``); best_epoch -1 means they were kept.
     initial_val_loss: float = math.nan
+    #: What the phase-1 linear probe chose (``C``, ``blocks`` read, validation and inner-CV
+    #: log-loss); ``None`` for stages without one.
+    probe: "dict[str, Any] | None" = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form (stored in checkpoints)."""

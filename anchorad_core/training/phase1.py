@@ -74,11 +74,12 @@ def train_phase1(
                                 for s in range(0, len(inp), 8)]).cpu().numpy()
                 for name, inp in (("train", train), ("val", val))
             }
-        probe = fit_linear_probe(head, feats["train"], train.labels, feats["val"], val.labels)
+        probe = fit_linear_probe(head, feats["train"], train.labels, feats["val"], val.labels,
+                                 blocks=backbone.pooled_blocks)
         progress.update(f"phase 1 · {modality.title} (linear probe)", 1, 1)
         if settings.mode == "head":
-            history = TrainHistory(best_epoch=-1, best_val_loss=probe["val_log_loss"],
-                                   initial_val_loss=probe["val_log_loss"])
+            history = TrainHistory(best_epoch=-1, best_val_loss=probe.val_log_loss,
+                                   initial_val_loss=probe.val_log_loss, probe=probe.to_dict())
             head.requires_grad_(False)
             return history
 
@@ -122,6 +123,8 @@ def train_phase1(
         stage=f"phase 1 · {modality.title}", progress=progress, train_mode=train_mode,
         checkpoint=checkpoint, accelerator=accelerator, keep_initial=probe is not None and len(val) > 0,
     )
+    if probe is not None:
+        history.probe = probe.to_dict()
     if peft_model is not None:
         peft_model.merge_and_unload()
     backbone.requires_grad_(False)

@@ -236,6 +236,9 @@ def test_forward_shapes_token_features_and_gradient_to_the_extras(name, built):
     assert out.tokens.ndim == 3 and out.tokens.shape[0] == 2 and out.tokens.shape[2] == model.width
     assert out.mask.shape == out.tokens.shape[:2] and out.mask.dtype == torch.bool and out.mask.any(1).all()
     assert out.pooled.shape == (2, model.pooled_width) and torch.isfinite(out.pooled).all()
+    blocks = model.pooled_blocks
+    assert sum(w for _, w in blocks) == model.pooled_width and all(w > 0 for _, w in blocks)
+    assert len({n for n, _ in blocks}) == len(blocks)
     assert out.extra.shape == (2, 5, model.width)
     # (a plain sum of a LayerNorm output is constant: project on random weights)
     (out.pooled * torch.randn(out.pooled.shape, generator=torch.Generator().manual_seed(0))).sum().backward()
@@ -416,3 +419,13 @@ def test_config_and_saved_weights_rebuild_the_same_model(name, built, tmp_path):
             a, b = model(*args), rebuilt(*args)
             torch.testing.assert_close(b.tokens, a.tokens, rtol=0, atol=1e-6)
             torch.testing.assert_close(b.pooled, a.pooled, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("preset, blocks", [
+    ("brainjepa-demo", [("token mean", 64), ("within-network similarity", 17), ("network-to-all similarity", 17)]),
+    ("brainmvp-demo", [("stage-4 token mean", 48), ("stage-1 grid", 64), ("stage-2 grid", 128)]),
+])
+def test_demo_readouts_declare_their_blocks_in_output_order(preset, blocks):
+    """The probe's blocks are the readout's parts in the order forward() concatenates them."""
+    model = registry.build_backbone(preset, load_weights=False)
+    assert list(model.pooled_blocks) == blocks

@@ -301,6 +301,15 @@ class BrainJEPABackbone(ModalityBackbone):
         return self.embed_dim + extra
 
     @property
+    def pooled_blocks(self) -> tuple[tuple[str, int], ...]:
+        """The token mean, then (connectivity readout) the within-network and the
+        network-to-all similarities."""
+        if self.readout == "mean":
+            return (("token mean", self.embed_dim),)
+        k = self.connectivity_groups
+        return (("token mean", self.embed_dim), ("within-network similarity", k), ("network-to-all similarity", k))
+
+    @property
     def attention_heads(self) -> list[int]:
         return [self.num_heads] * self.depth
 

@@ -276,6 +276,13 @@ class HFTextBackbone(ModalityBackbone):
         return self.width * (2 if self.number_readout else 1)
 
     @property
+    def pooled_blocks(self) -> tuple[tuple[str, int], ...]:
+        """The pooled state, then (``number_readout``) the value-weighted number states."""
+        if not self.number_readout:
+            return (("pooled state", self.width),)
+        return (("pooled state", self.width), ("number readout", self.width))
+
+    @property
     def attention_heads(self) -> list[int]:
         """One entry per transformer layer: its attention heads."""
         config = self.model.config

@@ -288,6 +288,15 @@ class UniFormer3DBackbone(ModalityBackbone):
         return self.embed_dim[3]
 
     @property
+    def pooled_blocks(self) -> tuple[tuple[str, int], ...]:
+        """The stage-4 token mean, then (pyramid readout) the stage-1 and stage-2 grids."""
+        mean = ("stage-4 token mean", self.embed_dim[3])
+        if self.readout == "mean":
+            return (mean,)
+        return (mean, ("stage-1 grid", PYRAMID_CELLS * self.embed_dim[0]),
+                ("stage-2 grid", PYRAMID_CELLS * self.embed_dim[1]))
+
+    @property
     def attention_heads(self) -> list[int]:
         return [self.embed_dim[2] // self.head_dim] * self.depth[2] + [self.embed_dim[3] // self.head_dim] * self.depth[3]
 
