@@ -17,6 +17,7 @@ from .gradient_checkpointing import keep_checkpointing_in_eval
 from .inputs import CohortInputs
 from .length_batching import DEFAULT_MAX_SAMPLES, batched_by_length
 from .loop import TrainHistory, fit
+from .standardised_head import standardised_head
 
 
 if TYPE_CHECKING:  # the model imports nothing from training; the annotation only
@@ -111,14 +112,16 @@ def train_phase2(
 
     # With the gated injection the round starts as the phase-1 model (head warm start, gates
     # at 0, LoRA's B at 0): keeping the start unless an epoch beats it on validation means
-    # phase 2 never ends worse on validation than phase 1.
-    return fit(
-        [round_, backbone], step, validate, len(train), settings, seed,
-        stage=f"phase 2 · anchor {anchor.title}", progress=progress,
-        train_mode=lambda: phase2_train_mode(model, anchor),
-        checkpoint=checkpoint, accelerator=accelerator, keep_initial=config.gated and len(val) > 0,
-        lr_multipliers={id(g): GATE_LR_FACTOR for g in (round_.gates or [])},
-    )
+    # phase 2 never ends worse on validation than phase 1. The head trains in coordinates
+    # standardised on the training subjects' phase-1 features (:mod:`.standardised_head`).
+    with standardised_head(round_, "head", cache.pooled_batch(anchor, train.subject_ids)[0]):
+        return fit(
+            [round_, backbone], step, validate, len(train), settings, seed,
+            stage=f"phase 2 · anchor {anchor.title}", progress=progress,
+            train_mode=lambda: phase2_train_mode(model, anchor),
+            checkpoint=checkpoint, accelerator=accelerator, keep_initial=config.gated and len(val) > 0,
+            lr_multipliers={id(g): GATE_LR_FACTOR for g in (round_.gates or [])},
+        )
 
 
 def anchored_probabilities(
