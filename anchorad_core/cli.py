@@ -483,7 +483,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--modalities", help="comma-separated subset of smri,fmri,clinical,genetics")
         p.add_argument("--quick", action="store_true", help="small, fast configuration (fewer epochs)")
         p.add_argument("--config", help="training config JSON (TrainConfig.to_dict format)")
-        p.add_argument("--queries", type=int, help="Q-former queries per block N_q (default 16)")
+        p.add_argument("--queries", type=int,
+                       help="Q-former queries per block N_q (default: the config's; 8 in the demo config)")
         p.add_argument("--seed", type=int, help="random seed (default 0)")
         p.add_argument("--labels", metavar="LABELS_TSV",
                        help="ClinicaDL-style label table (participant_id, session_id, diagnosis): one sample per "

@@ -1,6 +1,7 @@
 """Phase 1: each backbone with a linear head, fine-tuned alone on its own modality."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from .features import FeatureCache
 from .inputs import CohortInputs
 from .linear_probe import fit_linear_probe
 from .loop import TrainHistory, fit
+from .standardised_head import standardised_head
 
 
 if TYPE_CHECKING:  # the model imports nothing from training; the annotation only
@@ -98,7 +100,8 @@ def train_phase1(
     y_val = torch.as_tensor(val.labels, device=device)
 
     def logits(inputs: CohortInputs, index: list[int]) -> torch.Tensor:
-        return head(encoder(samples(inputs, index)).pooled)
+        # the head is looked up each time: it is a StandardisedHead stand-in while fitting
+        return model.heads[modality.value](encoder(samples(inputs, index)).pooled)
 
     def step(index: list[int]) -> torch.Tensor:
         return F.cross_entropy(logits(train, index), y_train[index])
@@ -115,14 +118,18 @@ def train_phase1(
 
     def train_mode() -> None:
         backbone.train()
-        head.train()
+        model.heads[modality.value].train()
         freeze_batchnorm_statistics(backbone)
 
-    history = fit(
-        [backbone, head], step, validate, len(train), settings, seed,
-        stage=f"phase 1 · {modality.title}", progress=progress, train_mode=train_mode,
-        checkpoint=checkpoint, accelerator=accelerator, keep_initial=probe is not None and len(val) > 0,
-    )
+    # after a probe, its head trains in the coordinates standardised on the probe's features
+    standardised = (standardised_head(model.heads, modality.value, torch.as_tensor(feats["train"]))
+                    if probe is not None else contextlib.nullcontext())
+    with standardised:
+        history = fit(
+            [backbone, model.heads[modality.value]], step, validate, len(train), settings, seed,
+            stage=f"phase 1 · {modality.title}", progress=progress, train_mode=train_mode,
+            checkpoint=checkpoint, accelerator=accelerator, keep_initial=probe is not None and len(val) > 0,
+        )
     if probe is not None:
         history.probe = probe.to_dict()
     if peft_model is not None:
