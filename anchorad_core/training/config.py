@@ -42,6 +42,9 @@ class StageSettings:
         features (a regularised logistic regression, :mod:`.linear_probe`); ``lp-ft`` and
         ``lp-lora`` fit that probe first, then fine-tune the whole backbone or LoRA adapters
         from it, keeping the probe if fine-tuning never improves the validation loss.
+    warmup_epochs
+        Linear learning-rate warm-up from ``lr / steps`` to ``lr`` over this many epochs
+        (0: constant ``lr`` from the first step).
     """
 
     epochs: int = 20
@@ -50,10 +53,13 @@ class StageSettings:
     weight_decay: float = 0.01
     patience: int = 5
     mode: str = "full"
+    warmup_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in PHASE1_MODES:
             raise ConfigError(f"unknown phase-1 mode {self.mode!r}; choose one of {', '.join(PHASE1_MODES)}")
+        if not self.warmup_epochs >= 0:
+            raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs!r}")
 
 
 @dataclass

@@ -104,6 +104,7 @@ def fit(
         if chosen:
             groups.append({"params": chosen, "lr": settings.lr * factor, "weight_decay": 0.0})
     optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]  # before a resumed state overwrites them
     to_train = train_mode or (lambda: [m.train() for m in modules])
     to_eval = eval_mode or (lambda: [m.eval() for m in modules])
     rank = accelerator.process_index if accelerator is not None else 0
@@ -124,6 +125,7 @@ def fit(
         history.best_val_loss = history.initial_val_loss
     steps_per_epoch = max(1, math.ceil(n_train / settings.batch_size))
     total_steps = settings.epochs * steps_per_epoch
+    warmup_steps = settings.warmup_epochs * steps_per_epoch
     stopped = stale >= settings.patience
     for epoch in range(start_epoch, settings.epochs):
         if stopped:
@@ -136,6 +138,10 @@ def fit(
             if len(index) == 1 and n_train > 1:  # a batch of one breaks BatchNorm in train mode
                 index.append(int(order[0]))
             torch.manual_seed(hash((seed, epoch, step)) % (2**31))
+            if warmup_steps > 0:  # a pure function of the step, so a resumed run warms up alike
+                factor = min(1.0, (epoch * steps_per_epoch + step + 1) / warmup_steps)
+                for group, base in zip(optimizer.param_groups, base_lrs):
+                    group["lr"] = base * factor
             optimizer.zero_grad(set_to_none=True)
             shard = index[rank::world]
             loss_value = torch.zeros(())
