@@ -41,6 +41,9 @@ class StandardisedHead(nn.Module):
         ``(P,)`` per-feature mean and spread of the training features (``scale > 0``).
     """
 
+    mean: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, linear: nn.Linear, mean: torch.Tensor, scale: torch.Tensor) -> None:
         super().__init__()
         if linear.bias is None:
