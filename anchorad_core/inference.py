@@ -117,7 +117,7 @@ class DiagnosisPipeline:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        self.model = self.bundle.model.to(device=self.device, dtype=self.dtype)
+        self.model = self.bundle.model.to(device=self.device, dtype=self.dtype).float32_heads()
         self.model.eval()
 
     @property

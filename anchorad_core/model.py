@@ -151,7 +151,21 @@ class AnchorADModel(nn.Module):
 
     def unimodal_logits(self, modality: Modality, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Phase-1 prediction of ``modality`` alone."""
-        return self.head(modality)(self.encode(modality, batch).pooled)
+        head = self.head(modality)
+        return head(self.encode(modality, batch).pooled.to(head.weight.dtype))
+
+    def float32_heads(self) -> "AnchorADModel":
+        """Put every linear head (phase 1 and the rounds') back in float32, whatever the model's dtype.
+
+        A half-precision model still reads its readouts in float32: the demo readouts differ
+        across subjects by ~1e-3 around values near 1 (network similarities), below
+        bfloat16's resolution there (2^-8), and the heads weight them by ~1e3. The heads are a
+        few hundred parameters each.
+        """
+        self.heads.float()
+        for round_ in self.rounds.values():
+            round_.head.float()
+        return self
 
     def anchored(
         self,

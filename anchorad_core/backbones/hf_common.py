@@ -377,7 +377,9 @@ def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x`` ``(R, N, C)`` over the ``True`` entries of ``mask`` ``(R, N)`` (0 for empty rows)."""
+    """Mean of ``x`` ``(R, N, C)`` over the ``True`` entries of ``mask`` ``(R, N)`` (0 for empty rows), in
+    float32 whatever ``x``'s dtype (a readout whose subjects differ by less than bfloat16's step)."""
+    x = x.float()
     weights = mask.to(x.dtype).unsqueeze(-1)
     return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 

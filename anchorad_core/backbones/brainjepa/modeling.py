@@ -393,7 +393,9 @@ class BrainJEPABackbone(ModalityBackbone):
         if self.readout == "mean":
             return []
         per_roi = stream.reshape(stream.shape[0], self.n_rois, -1)
-        return [network_similarity(per_roi.float(), self.roi_groups, self.connectivity_groups).to(stream.dtype)]
+        # float32 whatever the model's dtype: similarities near 1 differ across subjects by ~1e-3,
+        # below bfloat16's resolution there (2^-8)
+        return [network_similarity(per_roi.float(), self.roi_groups, self.connectivity_groups)]
 
     def forward(
         self,
@@ -409,7 +411,7 @@ class BrainJEPABackbone(ModalityBackbone):
         tokens, extra, stream = self._encode(batch["series"], extra_tokens, extra_mask)
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         connectivity = self._connectivity(stream)
-        pooled = torch.cat([self.fc_norm(tokens.mean(dim=1)), *connectivity], dim=1)
+        pooled = torch.cat([self.fc_norm(tokens.mean(dim=1)).float(), *connectivity], dim=1)
         if extra is None:
             return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=None)
         valid = extra_token_mask(extra_mask, extra.shape[:2], tokens.device)
@@ -418,7 +420,7 @@ class BrainJEPABackbone(ModalityBackbone):
         else:
             weights = valid.to(tokens.dtype)[..., None]
             mean = (tokens.sum(dim=1) + (extra * weights).sum(dim=1)) / (tokens.shape[1] + weights.sum(dim=1))
-            with_extra = torch.cat([self.fc_norm(mean), *connectivity], dim=1)
+            with_extra = torch.cat([self.fc_norm(mean).float(), *connectivity], dim=1)
         return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=extra, pooled_with_extra=with_extra)
 
     # ------------------------------------------------------------------ config

@@ -342,20 +342,20 @@ class UniFormer3DBackbone(ModalityBackbone):
         tokens = stages.x4.flatten(2).transpose(1, 2)
         b, n, _ = tokens.shape
         mask = torch.ones(b, n, dtype=torch.bool, device=tokens.device)
-        pyramid = self._pyramid(stages, tokens.dtype)
-        pooled = torch.cat([tokens.mean(dim=1), *pyramid], dim=1)
+        pyramid = self._pyramid(stages)
+        pooled = torch.cat([tokens.mean(dim=1).float(), *pyramid], dim=1)
         if extra is None:
             return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=None)
         valid = extra_token_mask(extra_mask, extra.shape[:2], extra.device)
-        with_extra = torch.cat([_pool_with_extras(tokens, extra, valid), *pyramid], dim=1)
+        with_extra = torch.cat([_pool_with_extras(tokens, extra, valid).float(), *pyramid], dim=1)
         return BackboneOutput(tokens=tokens, mask=mask, pooled=pooled, extra=extra, pooled_with_extra=with_extra)
 
-    def _pyramid(self, stages: UniFormerStages, dtype: torch.dtype) -> list[torch.Tensor]:
+    def _pyramid(self, stages: UniFormerStages) -> list[torch.Tensor]:
         """The ``"pyramid"`` readout's part besides the token mean: stages 1-2 pooled to 2³ (none for ``"mean"``)."""
         if self.readout == "mean":
             return []
-        # pooled in float32: a half-precision average over 4096 voxels per cell loses the signal
-        return [F.adaptive_avg_pool3d(x.float(), PYRAMID_GRID).flatten(1).to(dtype) for x in (stages.x1, stages.x2)]
+        # pooled and returned in float32: a half-precision average over 4096 voxels per cell loses the signal
+        return [F.adaptive_avg_pool3d(x.float(), PYRAMID_GRID).flatten(1) for x in (stages.x1, stages.x2)]
 
     def forward_stages(self, image: torch.Tensor) -> UniFormerStages:
         """The original ``UniFormer.forward``: ``(x0, x1, x2, x3, x4)`` for ``(B, C, X, Y, Z)``.
