@@ -28,7 +28,7 @@ log-loss over all blocks, as before.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -57,8 +57,7 @@ class ProbeFit:
 
     def to_dict(self) -> dict[str, object]:
         """Plain form (training histories, ``results.json``)."""
-        return {"C": self.C, "blocks": list(self.blocks), "val_log_loss": self.val_log_loss,
-                "cv_log_loss": self.cv_log_loss}
+        return asdict(self)
 
 
 @dataclass(frozen=True)
