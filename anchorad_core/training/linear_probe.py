@@ -185,13 +185,13 @@ def _cross_validated_choice(
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=0).split(z, y))
     scored = []
     for subset in subsets:
-        cols = columns(subset)
+        z_subset = z[:, columns(subset)]  # sliced once per subset, not per strength and fold
         for c in grid:
             per_subject = np.zeros(len(y))
             for fit_idx, held_idx in splits:
-                model = LogisticRegression(C=c, max_iter=5000).fit(z[fit_idx][:, cols], y[fit_idx])
+                model = LogisticRegression(C=c, max_iter=5000).fit(z_subset[fit_idx], y[fit_idx])
                 proba = np.zeros((len(held_idx), classes))
-                proba[:, model.classes_] = model.predict_proba(z[held_idx][:, cols])
+                proba[:, model.classes_] = model.predict_proba(z_subset[held_idx])
                 per_subject[held_idx] = -np.log(np.clip(proba[np.arange(len(held_idx)), y[held_idx]], 1e-12, None))
             scored.append(_Candidate(subset, float(c), float(per_subject.mean()),
                                      float(per_subject.std() / np.sqrt(len(y)))))
