@@ -378,7 +378,8 @@ def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``x`` ``(R, N, C)`` over the ``True`` entries of ``mask`` ``(R, N)`` (0 for empty rows), in
-    float32 whatever ``x``'s dtype (a readout whose subjects differ by less than bfloat16's step)."""
+    float32 whatever ``x``'s dtype, like every readout (the heads read float32; half-precision
+    tokens keep their own rounding error)."""
     x = x.float()
     weights = mask.to(x.dtype).unsqueeze(-1)
     return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
